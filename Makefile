@@ -1,0 +1,34 @@
+# Two commands set up a fresh machine and do everything:
+#   make demo   - synthetic data -> train briefly -> evaluate -> accuracy table
+#   make test   - the test suite (what CI runs)
+# Both create .venv and build the C++/CUDA code first when needed.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+BUILD  := build
+
+.PHONY: setup native demo test clean
+
+setup: $(STAMP) native
+
+$(STAMP): requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# CPU twins of the plugins, CUDA kernels, and the TensorRT plugin library where headers exist.
+native:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release > $(BUILD).log 2>&1 || (cat $(BUILD).log; exit 1)
+	@grep -E "^-- segtrt:" $(BUILD).log || true
+	cmake --build $(BUILD) -j2
+
+demo: setup
+	$(VENV)/bin/segtrt demo
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(BUILD) $(BUILD).log

@@ -1,0 +1,56 @@
+"""The `segtrt` command: one subcommand per pipeline stage.
+
+Each stage module exposes ``add_arguments(parser)`` and ``main(args)``; modules are
+imported only when their subcommand runs, so `segtrt --help` stays fast and the
+runtime stages never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from segtrt import SegtrtError, __version__
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "synth": ("segtrt.data.synth", "generate a synthetic COCO-format instance segmentation set"),
+    "train": ("segtrt.train", "train Mask R-CNN, SOLOv2 or SOLO"),
+    "eval": ("segtrt.evaluate", "COCO box/mask AP and boundary F-score of a checkpoint"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segtrt",
+        description="Instance segmentation from PyTorch to TensorRT: synth, train, eval, export, build, run.",
+    )
+    parser.add_argument("--version", action="version", version=f"segtrt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        _stage_module(module_name).add_arguments(sub_parser)
+    return parser
+
+
+def _stage_module(module_name: str):
+    return importlib.import_module(module_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = _stage_module(args._module).main(args)
+    except SegtrtError as error:
+        print(f"segtrt {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"segtrt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Pre-processing shared by training, evaluation, export and the runtime.
+
+One resize for every stage: the image is scaled to fit the model's input size
+keeping its aspect ratio, then padded at the bottom and right ("letterbox").
+Mean/std normalisation happens inside the model, so it travels with the ONNX
+graph; the numbers are still recorded here for the ONNX metadata.
+
+NumPy and OpenCV only: the runtime imports this without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from segtrt import SegtrtError
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a raw RGB uint8 image becomes the model input [1, 3, H, W] float32 in 0..255."""
+
+    input_size: tuple[int, int] = (192, 192)  # (H, W)
+    resize: str = "letterbox"
+    pad_value: int = 0
+    mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
+    std: tuple[float, float, float] = field(default=IMAGENET_STD)
+    channel_order: str = "RGB"
+
+    def __post_init__(self):
+        if self.resize != "letterbox":
+            raise SegtrtError(f"unknown resize mode {self.resize!r}; segtrt supports 'letterbox'")
+        if self.channel_order not in ("RGB", "BGR"):
+            raise SegtrtError(f"channel_order must be 'RGB' or 'BGR', not {self.channel_order!r}")
+        height, width = self.input_size
+        if height % 64 or width % 64:
+            raise SegtrtError(
+                f"input size {height}x{width} must be a multiple of 64 (the coarsest pyramid stride)"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocess":
+        values = dict(values)
+        for key in ("input_size", "mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def letterbox(image: np.ndarray, input_size: tuple[int, int], pad_value: int = 0) -> tuple[np.ndarray, float]:
+    """Scale an image [h, w, 3] to fit input_size (H, W) and pad bottom/right.
+
+    Returns the padded image [H, W, 3] (same dtype) and the scale applied, so that
+    input-space coordinates divided by the scale give original-image coordinates.
+    """
+    import cv2
+
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SegtrtError(f"expected an image of shape [h, w, 3], got {list(image.shape)}")
+    height, width = input_size
+    scale = min(height / image.shape[0], width / image.shape[1])
+    new_h = max(1, round(image.shape[0] * scale))
+    new_w = max(1, round(image.shape[1] * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    padded = np.full((height, width, 3), pad_value, dtype=image.dtype)
+    padded[:new_h, :new_w] = resized
+    return padded, scale
+
+
+def boxes_to_original(boxes: np.ndarray, scale: float, original_hw: tuple[int, int]) -> np.ndarray:
+    """Map boxes [n, 4] (x1, y1, x2, y2) from letterboxed input pixels back to the original image."""
+    height, width = original_hw
+    out = boxes / scale
+    out[:, 0::2] = out[:, 0::2].clip(0, width)
+    out[:, 1::2] = out[:, 1::2].clip(0, height)
+    return out
+
+
+def masks_to_original(masks: np.ndarray, scale: float, original_hw: tuple[int, int]) -> np.ndarray:
+    """Map masks [n, H, W] at input resolution back to bool masks [n, h, w] of the original image.
+
+    The padded border is cropped first, then the valid region is resized, so a mask
+    is never stretched over padding.
+    """
+    import cv2
+
+    height, width = original_hw
+    valid_h = max(1, round(height * scale))
+    valid_w = max(1, round(width * scale))
+    out = np.zeros((len(masks), height, width), dtype=bool)
+    for index, mask in enumerate(masks):
+        crop = mask[:valid_h, :valid_w].astype(np.float32)
+        out[index] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return out
