@@ -1,0 +1,276 @@
+"""SOLOv2 and SOLO (v1): instance segmentation by locations, mmdetection's recipe.
+
+Both models share everything but the way a grid cell's mask is made:
+- SOLOv2: the cell predicts a 1x1 kernel applied to one unified mask-feature map;
+- SOLO: every cell has its own mask channel (S^2 channels per level).
+
+The deployable `forward` has static shapes: category scores (after point NMS)
+below `score_thr` are zeroed rather than removed, the best `nms_pre`
+(cell, class) pairs of the whole pyramid go on, masks too small for their level
+are zeroed, scores are rescored by maskness, and `MatrixNMS` (one module the
+export stage swaps for a plugin node) keeps at most `max_detections`. When at
+most `nms_pre` pairs pass `score_thr` (always, in practice) this is exactly
+mmdetection's result; otherwise mmdetection ranks the pairs after maskness
+rescoring, we before.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segtrt import SegtrtError
+from segtrt.models.backbone import build_backbone
+from segtrt.models.losses import dice_loss, sigmoid_focal_loss
+from segtrt.models.matrix_nms import MatrixNMS
+from segtrt.models.solo_heads import SOLOHead, SOLOv2Head
+from segtrt.models.solo_ops import gather_rows, masks_to_boxes, point_nms
+from segtrt.models.solo_targets import assign_targets, resize_masks
+from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+STRIDES = [8, 8, 16, 32, 32]  # of the heads' inputs, after resize_levels
+
+# mmdetection's configs (solov2_r50_fpn_1x_coco, solo_r50_fpn_1x_coco), for COCO-sized inputs.
+COMMON_DEFAULTS = {
+    "num_grids": [40, 36, 24, 16, 12],
+    "scale_ranges": [[1, 96], [48, 192], [96, 384], [192, 768], [384, 2048]],
+    "min_mask_area": STRIDES,  # a candidate mask needs more pixels than this (at stride 4) to count
+    "pos_scale": 0.2,
+    "focal_alpha": 0.25,
+    "focal_gamma": 2.0,
+    "cls_loss_weight": 1.0,
+    "mask_loss_weight": 3.0,
+    "score_thr": 0.1,
+    "mask_thr": 0.5,
+    "nms_pre": 500,
+    "nms_kernel": "gaussian",
+    "nms_sigma": 2.0,
+    "filter_thr": 0.05,
+    "max_detections": 100,
+    "fpn_channels": None,
+    "norm_groups": 32,
+}
+# The edge models see 192x192 inputs, a quarter of COCO's 800-pixel side: object
+# scale ranges and the minimum mask area shrink with them.
+EDGE_DEFAULTS = {
+    "scale_ranges": [[1, 24], [12, 48], [24, 96], [48, 192], [96, 512]],
+    "min_mask_area": [2, 2, 4, 8, 8],
+    "norm_groups": 16,
+}
+HEAD_DEFAULTS = {
+    ("solov2", "resnet50"): {"feat_channels": 512, "stacked_convs": 4, "mask_feat_channels": 128, "mask_out_channels": 256},
+    ("solov2", "edge"): {"feat_channels": 128, "stacked_convs": 3, "mask_feat_channels": 64, "mask_out_channels": 64},
+    ("solo", "resnet50"): {"feat_channels": 256, "stacked_convs": 7},
+    ("solo", "edge"): {"feat_channels": 128, "stacked_convs": 3},
+}
+
+
+def resolve_options(kind: str, backbone: str, options: dict) -> dict:
+    """Defaults for (kind, backbone) updated by the user's options; unknown names are an error."""
+    resolved = dict(COMMON_DEFAULTS)
+    if backbone == "edge":
+        resolved.update(EDGE_DEFAULTS)
+    resolved.update(HEAD_DEFAULTS.get((kind, backbone), HEAD_DEFAULTS[(kind, "edge")]))
+    unknown = sorted(set(options) - set(resolved))
+    if unknown:
+        raise SegtrtError(f"unknown {kind} option(s) {', '.join(unknown)}; known options: {', '.join(sorted(resolved))}")
+    resolved.update(options)
+    return {key: _as_lists(value) for key, value in resolved.items()}
+
+
+def _as_lists(value):
+    """Tuples -> lists, recursively: options saved in a checkpoint read back equal."""
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(item) for item in value]
+    return value
+
+
+class _SOLOBase(nn.Module):
+    """What SOLO and SOLOv2 share: the pyramid, targets, losses and the deployable post-processing.
+
+    Subclasses build `self.mask_head` and say how cells become masks
+    (`_candidate_masks` for inference, `_cell_mask_logits` for training).
+    """
+
+    kind = ""
+
+    def __init__(self, num_classes: int, backbone: str = "edge", **options):
+        super().__init__()
+        self.num_classes = num_classes
+        self.backbone_name = backbone
+        self.options = resolve_options(self.kind, backbone, options)
+        opts = self.options
+        if not len(opts["num_grids"]) == len(opts["scale_ranges"]) == len(opts["min_mask_area"]) == len(STRIDES):
+            raise SegtrtError(f"num_grids, scale_ranges and min_mask_area need {len(STRIDES)} entries, one per level")
+        self.backbone = build_backbone(backbone, opts["fpn_channels"])
+        self.mask_head = self._build_head(self.backbone.out_channels)
+        self.matrix_nms = MatrixNMS(
+            mask_threshold=opts["mask_thr"], kernel=opts["nms_kernel"], sigma=opts["nms_sigma"],
+            nms_pre=opts["nms_pre"], max_num=opts["max_detections"], filter_thr=opts["filter_thr"],
+        )
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        cell_min_area = [torch.full((grid**2,), float(area)) for grid, area in zip(opts["num_grids"], opts["min_mask_area"])]
+        self.register_buffer("cell_min_area", torch.cat(cell_min_area), persistent=False)
+
+    def _build_head(self, in_channels: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Letterboxed RGB 0..255 [B, 3, H, W] -> [P2, P3, P4, P5, P6]."""
+        return list(self.backbone((images - self.pixel_mean) / self.pixel_std).values())
+
+    # ---- deployable pass -------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor):
+        """Fixed-shape detections (see segtrt.models): masks are probabilities at input size H x W.
+
+        Returns (num_detections int32 [B], boxes [B, D, 4], scores [B, D], labels int32 [B, D],
+        masks [B, D, H, W]).
+        """
+        opts = self.options
+        batch, _, height, width = images.shape
+        head_outputs = self.mask_head(self._pyramid(images))
+        categories = head_outputs[1]  # both heads: (mask source, category logits, ...)
+        cell_scores = torch.cat(
+            [point_nms(c.sigmoid()).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes) for c in categories], 1
+        )
+        pair_scores = cell_scores.flatten(1)
+        pair_scores = pair_scores * (pair_scores > opts["score_thr"])
+        top = min(opts["nms_pre"], pair_scores.shape[1]) if opts["nms_pre"] > 0 else pair_scores.shape[1]
+        scores, pairs = pair_scores.topk(top, dim=1)
+        cells = torch.div(pairs, self.num_classes, rounding_mode="floor")
+        labels = pairs - cells * self.num_classes
+
+        probs = self._candidate_masks(head_outputs, cells)  # [B, K, H/4, W/4]
+        binary = (probs > opts["mask_thr"]).to(probs.dtype)
+        area = binary.sum((2, 3))
+        maskness = (probs * binary).sum((2, 3)) / area.clamp(min=1)
+        scores = scores * maskness * (area > self.cell_min_area[cells])
+
+        count, keep, det_scores, det_labels = self.matrix_nms(probs, labels, scores)
+        kept = (keep >= 0).to(probs.dtype)
+        masks = gather_rows(probs, keep.clamp(min=0))
+        masks = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False) * kept[:, :, None, None]
+        boxes = masks_to_boxes(masks > opts["mask_thr"])
+        return count, boxes, det_scores, det_labels.to(torch.int32), masks
+
+    def _candidate_masks(self, head_outputs, cells: torch.Tensor) -> torch.Tensor:
+        """Mask probabilities [B, K, H/4, W/4] of the grid cells [B, K] (indices over the whole pyramid)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> list[dict]:
+        """Per image: {"boxes" [n, 4], "scores" [n], "labels" [n], "masks" bool [n, H, W]} as numpy."""
+        was_training = self.training
+        self.eval()
+        try:
+            count, boxes, scores, labels, masks = self(images)
+        finally:
+            self.train(was_training)
+        results = []
+        for index in range(images.shape[0]):
+            n = int(count[index])
+            results.append({
+                "boxes": boxes[index, :n].numpy(),
+                "scores": scores[index, :n].numpy(),
+                "labels": labels[index, :n].numpy(),
+                "masks": (masks[index, :n] > self.options["mask_thr"]).numpy(),
+            })
+        return results
+
+    # ---- training --------------------------------------------------------------------
+
+    def loss(self, images: torch.Tensor, targets: list[dict]) -> dict:
+        """{"loss_cls": focal loss on the grids, "loss_mask": dice loss on positive cells' masks}."""
+        opts = self.options
+        head_outputs = self.mask_head(self._pyramid(images))
+        categories = head_outputs[1]  # both heads: (mask source, category logits, ...)
+        grid_labels, mask_losses, num_positive = [], [], 0
+        for index, target in enumerate(targets):
+            gt_masks = torch.as_tensor(target["masks"], device=images.device)
+            levels = assign_targets(
+                torch.as_tensor(target["boxes"], dtype=torch.float32, device=images.device),
+                torch.as_tensor(target["labels"], dtype=torch.int64, device=images.device),
+                gt_masks,
+                num_grids=opts["num_grids"], scale_ranges=opts["scale_ranges"],
+                pos_scale=opts["pos_scale"], num_classes=self.num_classes,
+            )
+            resized = {}
+            for level, level_targets in enumerate(levels):
+                grid_labels.append((level, level_targets.labels))
+                num_positive += int((level_targets.labels < self.num_classes).sum())
+                if len(level_targets.cells) == 0:
+                    continue
+                logits = self._cell_mask_logits(head_outputs, index, level, level_targets.cells)
+                size = tuple(logits.shape[-2:])
+                if size not in resized:
+                    resized[size] = resize_masks(gt_masks, size)
+                mask_losses.append(dice_loss(logits.sigmoid(), resized[size][level_targets.objects]))
+
+        logits = torch.cat([c.permute(0, 2, 3, 1).reshape(-1, self.num_classes) for c in categories])
+        # per level, images in batch order, to match the logits' layout
+        labels = torch.cat([labels for _, labels in sorted(grid_labels, key=lambda item: item[0])])
+        one_hot = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes]
+        focal = sigmoid_focal_loss(logits, one_hot, opts["focal_alpha"], opts["focal_gamma"]).sum()
+        loss_cls = opts["cls_loss_weight"] * focal / (num_positive + 1)
+        if mask_losses:
+            loss_mask = opts["mask_loss_weight"] * torch.cat(mask_losses).sum() / max(num_positive, 1)
+        else:
+            loss_mask = logits.sum() * 0
+        return {"loss_cls": loss_cls, "loss_mask": loss_mask}
+
+    def _cell_mask_logits(self, head_outputs, image: int, level: int, cells: torch.Tensor) -> torch.Tensor:
+        """Mask logits [P, h, w] of one image's cells on one level (cells indexed within the level)."""
+        raise NotImplementedError
+
+
+class SOLOv2(_SOLOBase):
+    """SOLOv2: dynamic 1x1 kernels per grid cell over one unified mask-feature map."""
+
+    kind = "solov2"
+
+    def _build_head(self, in_channels: int) -> nn.Module:
+        opts = self.options
+        return SOLOv2Head(
+            self.num_classes, in_channels, opts["feat_channels"], opts["stacked_convs"],
+            opts["mask_feat_channels"], opts["mask_out_channels"], opts["num_grids"], opts["norm_groups"],
+        )
+
+    def _candidate_masks(self, head_outputs, cells):
+        kernels, _, mask_features = head_outputs
+        batch, channels, height, width = mask_features.shape
+        all_kernels = torch.cat([k.flatten(2) for k in kernels], 2).transpose(1, 2)  # [B, N, E]
+        logits = gather_rows(all_kernels, cells) @ mask_features.flatten(2)  # [B, K, hw]
+        return logits.sigmoid().reshape(batch, -1, height, width)
+
+    def _cell_mask_logits(self, head_outputs, image, level, cells):
+        kernels, _, mask_features = head_outputs
+        cell_kernels = kernels[level][image].flatten(1)[:, cells].t()  # [P, E]
+        features = mask_features[image]
+        return (cell_kernels @ features.flatten(1)).reshape(-1, *features.shape[-2:])
+
+
+class SOLO(_SOLOBase):
+    """SOLO (v1): one mask channel per grid cell, S^2 channels per level."""
+
+    kind = "solo"
+
+    def _build_head(self, in_channels: int) -> nn.Module:
+        opts = self.options
+        return SOLOHead(
+            self.num_classes, in_channels, opts["feat_channels"], opts["stacked_convs"],
+            opts["num_grids"], opts["norm_groups"],
+        )
+
+    def _candidate_masks(self, head_outputs, cells):
+        mask_logits = head_outputs[0]
+        size = mask_logits[0].shape[-2:]  # the finest level, stride 4
+        probs = torch.cat(
+            [F.interpolate(m.sigmoid(), size=size, mode="bilinear", align_corners=False) for m in mask_logits], 1
+        )
+        return gather_rows(probs, cells)
+
+    def _cell_mask_logits(self, head_outputs, image, level, cells):
+        return head_outputs[0][level][image, cells]

@@ -1,0 +1,94 @@
+"""What an exported ONNX file says about itself, read back by every later stage.
+
+Export writes these keys into the ONNX model's metadata_props; calibration, engine
+building, evaluation and the camera runtime read them instead of asking the user
+to re-type input size, normalisation or class names.
+
+No torch here: the runtime imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from segtrt import SegtrtError
+from segtrt.preprocess import Preprocess
+
+# Version of the detection-output contract (see README "Output contract").
+CONTRACT = "segtrt-detections/1"
+OUTPUT_NAMES = ("num_detections", "boxes", "scores", "labels", "masks")
+INPUT_NAME = "images"
+# Custom nodes live in this ONNX domain; the TensorRT plugins are registered with an
+# empty namespace and found by op_type + plugin_version (see plugins/README.md).
+PLUGIN_DOMAIN = "segtrt"
+FLAVOURS = ("trt", "portable")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The segtrt facts recorded in an exported ONNX file."""
+
+    kind: str
+    flavour: str
+    class_names: tuple[str, ...]
+    preprocess: Preprocess
+    max_detections: int
+    mask_size: tuple[int, int]  # (h, w) of the masks output
+    contract: str = CONTRACT
+
+    def to_props(self) -> dict[str, str]:
+        return {
+            "segtrt.contract": self.contract,
+            "segtrt.kind": self.kind,
+            "segtrt.flavour": self.flavour,
+            "segtrt.class_names": json.dumps(list(self.class_names)),
+            "segtrt.preprocess": json.dumps(self.preprocess.to_dict()),
+            "segtrt.max_detections": str(self.max_detections),
+            "segtrt.mask_size": json.dumps(list(self.mask_size)),
+        }
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str = "the model") -> "ModelInfo":
+        if "segtrt.contract" not in props:
+            raise SegtrtError(f"{source} has no segtrt metadata; export it with `segtrt export`")
+        if props["segtrt.contract"] != CONTRACT:
+            raise SegtrtError(
+                f"{source} uses output contract {props['segtrt.contract']!r}, this segtrt reads {CONTRACT!r}; "
+                "re-export it with this version"
+            )
+        return cls(
+            kind=props["segtrt.kind"],
+            flavour=props["segtrt.flavour"],
+            class_names=tuple(json.loads(props["segtrt.class_names"])),
+            preprocess=Preprocess.from_dict(json.loads(props["segtrt.preprocess"])),
+            max_detections=int(props["segtrt.max_detections"]),
+            mask_size=tuple(json.loads(props["segtrt.mask_size"])),
+        )
+
+
+def write_info(model, info: ModelInfo) -> None:
+    """Set the segtrt metadata on an onnx.ModelProto (in place), replacing older segtrt keys."""
+    kept = [p for p in model.metadata_props if not p.key.startswith("segtrt.")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in info.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def read_info(path_or_model) -> ModelInfo:
+    """The ModelInfo of an ONNX file path or onnx.ModelProto (weights are not loaded for a path)."""
+    import onnx
+
+    if isinstance(path_or_model, onnx.ModelProto):
+        model, source = path_or_model, "the model"
+    else:
+        source = str(path_or_model)
+        try:
+            model = onnx.load(source, load_external_data=False)
+        except FileNotFoundError:
+            raise SegtrtError(f"ONNX file {source} does not exist") from None
+        except Exception as error:  # protobuf raises DecodeError and friends for corrupt files
+            raise SegtrtError(f"{source} is not a readable ONNX file ({type(error).__name__})") from None
+    return ModelInfo.from_props({p.key: p.value for p in model.metadata_props}, source)
