@@ -1,0 +1,39 @@
+// Host entry point of the MatrixNMS CUDA kernels (plain C++ types so g++ can include it).
+#pragma once
+
+#include "matrixNmsMath.h"
+
+#include <cstddef>
+#include <cuda_runtime_api.h>
+
+namespace segtrt
+{
+
+struct MatrixNmsParams
+{
+    NmsKernel kernel;
+    float sigma;
+    float maskThreshold;
+    int nmsPre; // <= 0: no cut
+    int maxNum; // >= 1: the fixed output size
+    float filterThr;
+};
+
+struct MatrixNmsShape
+{
+    int batch;
+    int numMasks;
+    int maskSize; // H * W
+};
+
+// Bytes of scratch the launch needs (sorted binary masks, their Gram matrix, per-candidate vectors).
+size_t matrixNmsWorkspaceSize(MatrixNmsShape const& shape, MatrixNmsParams const& params);
+
+// masks [B, N, H*W], scores [B, N] (FP32, or FP16 when fp16), labels [B, N] int32 ->
+// count [B] int32, keep [B, max_num] int32 (-1 padded), keptScores [B, max_num] (scores' type, 0 padded),
+// keptLabels [B, max_num] int32 (-1 padded).
+cudaError_t launchMatrixNms(void const* masks, void const* scores, int const* labels, MatrixNmsShape const& shape,
+    MatrixNmsParams const& params, bool fp16, int* count, int* keep, void* keptScores, int* keptLabels,
+    void* workspace, cudaStream_t stream);
+
+} // namespace segtrt

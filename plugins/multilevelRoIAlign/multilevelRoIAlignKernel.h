@@ -1,0 +1,27 @@
+// Host entry point of the MultilevelRoIAlign CUDA kernel (plain C++ types so g++ can include it).
+#pragma once
+
+#include "roiAlignMath.h"
+
+#include <cuda_runtime_api.h>
+
+namespace segtrt
+{
+
+struct MultilevelRoIAlignShape
+{
+    int batch;
+    int channels;
+    int numRois;
+    int levels;
+    int height[kMaxLevels];
+    int width[kMaxLevels];
+    int stride[kMaxLevels];
+};
+
+// features[l] [B, C, H_l, W_l] (FP32, or FP16 when fp16), rois [B, R, 4] FP32 -> output [B, R, C, oh, ow]
+// in the features' type.
+cudaError_t launchMultilevelRoIAlign(void const* const* features, float const* rois, MultilevelRoIAlignShape const& shape,
+    LevelMapping const& levelMapping, RoiAlignParams const& params, bool fp16, void* output, cudaStream_t stream);
+
+} // namespace segtrt
