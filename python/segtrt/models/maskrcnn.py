@@ -1,0 +1,205 @@
+"""Mask R-CNN (He et al. 2017) with an export-friendly inference pass.
+
+Backbone + FPN (P2-P6) -> region proposal network -> RoIAlign over the pyramid ->
+box head (class-specific boxes, per-class NMS) -> 28x28 class-specific mask head.
+
+Module and parameter names equal torchvision's maskrcnn_resnet50_fpn (backbone.*,
+rpn.head.*, roi_heads.box_head / box_predictor / mask_head / mask_predictor.*),
+so a torchvision state dict loads unchanged: see `load_torchvision_state_dict`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segtrt import SegtrtError
+from segtrt.models.backbone import build_backbone
+from segtrt.models.roi_heads import RoIHeads
+from segtrt.models.rpn import RegionProposalNetwork
+from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+# Defaults shared by both backbones; the resnet50 values are torchvision's.
+DEFAULT_OPTIONS = {
+    "fpn_channels": None,  # the backbone's default: 256 (resnet50), 96 (edge)
+    "representation_size": 1024,
+    "mask_head_channels": 256,
+    "max_detections": 100,
+    "rpn_pre_nms_top_n": [2000, 1000],  # per level, (train, eval)
+    "rpn_post_nms_top_n": [2000, 1000],  # (train, eval)
+    "rpn_nms_threshold": 0.7,
+    "box_score_threshold": 0.05,
+    "box_nms_threshold": 0.5,
+    "box_max_candidates": 1000,  # best (proposal, class) pairs that enter the final NMS
+    "image_mean": list(IMAGENET_MEAN),
+    "image_std": list(IMAGENET_STD),
+}
+# The edge model is small and runs at ~192x192: narrower heads, fewer proposals.
+EDGE_OPTIONS = {
+    "representation_size": 256,
+    "mask_head_channels": 64,
+    "rpn_pre_nms_top_n": [1000, 500],
+    "rpn_post_nms_top_n": [1000, 300],
+}
+
+
+class MaskRCNN(nn.Module):
+    """Mask R-CNN for `num_classes` object classes (no background class counted).
+
+    Images are [B, 3, H, W] RGB float32 in 0..255 with H, W multiples of 64;
+    normalisation happens inside. See segtrt.models for the loss/forward/predict contract.
+    """
+
+    kind = "maskrcnn"
+
+    def __init__(self, num_classes: int, backbone: str = "edge", **options):
+        super().__init__()
+        unknown = set(options) - set(DEFAULT_OPTIONS)
+        if unknown:
+            raise SegtrtError(
+                f"unknown Mask R-CNN option(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULT_OPTIONS)}"
+            )
+        self.options = {**DEFAULT_OPTIONS, **(EDGE_OPTIONS if backbone == "edge" else {}), **options}
+        self.num_classes = num_classes
+        self.backbone_name = backbone
+        self.backbone = build_backbone(backbone, self.options["fpn_channels"])
+        self.register_buffer("image_mean", torch.tensor(self.options["image_mean"]).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(self.options["image_std"]).reshape(1, 3, 1, 1), persistent=False)
+        channels, strides = self.backbone.out_channels, tuple(self.backbone.strides)
+        self.rpn = RegionProposalNetwork(
+            channels,
+            strides,
+            self.options["rpn_pre_nms_top_n"],
+            self.options["rpn_post_nms_top_n"],
+            self.options["rpn_nms_threshold"],
+        )
+        self.roi_heads = RoIHeads(
+            num_classes,
+            channels,
+            strides[:4],  # RoIs are pooled from P2-P5; P6 only feeds the RPN
+            self.options["representation_size"],
+            self.options["mask_head_channels"],
+            self.options["box_score_threshold"],
+            self.options["box_nms_threshold"],
+            self.options["max_detections"],
+            self.options["box_max_candidates"],
+        )
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Pyramid [P2, P3, P4, P5, P6] of normalised images."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise SegtrtError(f"expected images of shape [B, 3, H, W], got {list(images.shape)}")
+        return list(self.backbone((images - self.image_mean) / self.image_std).values())
+
+    def forward(self, images: torch.Tensor):
+        """Eval-mode deployable pass: images [B, 3, H, W] -> the fixed-shape detection tuple.
+
+        (num_detections int32[B], boxes [B, D, 4] input pixels, scores [B, D],
+        labels int32[B, D] 0-based, masks [B, D, 28, 28] box-relative probabilities).
+        """
+        image_size = tuple(images.shape[-2:])
+        features = self.features(images)
+        proposals, valid = self.rpn(features, image_size)
+        return self.roi_heads(features[:4], proposals, valid, image_size)
+
+    def loss(self, images: torch.Tensor, targets: list[dict]) -> dict[str, torch.Tensor]:
+        """Training losses (RPN objectness/box, classifier, box regression, mask)."""
+        image_size = tuple(images.shape[-2:])
+        features = self.features(images)
+        logits, deltas = self.rpn.head_outputs(features)
+        anchors = self.rpn.anchors(features)
+        gt_boxes = [target["boxes"].to(images.device, torch.float32) for target in targets]
+        losses = self.rpn.loss(logits, deltas, anchors, gt_boxes)
+        proposals, valid = self.rpn.propose(logits, deltas, anchors, image_size)
+        proposals = [image_proposals[image_valid] for image_proposals, image_valid in zip(proposals, valid)]
+        targets = [
+            {"boxes": boxes, "labels": target["labels"].to(images.device), "masks": target["masks"].to(images.device)}
+            for boxes, target in zip(gt_boxes, targets)
+        ]
+        losses.update(self.roi_heads.loss(features[:4], proposals, targets))
+        return losses
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        """Per-image numpy detections {"boxes", "scores", "labels", "masks" bool [n, H, W]}."""
+        was_training = self.training
+        self.eval()
+        try:
+            num_detections, boxes, scores, labels, masks = self(images)
+        finally:
+            self.train(was_training)
+        results = []
+        for count, image_boxes, image_scores, image_labels, image_masks in zip(
+            num_detections.tolist(), boxes, scores, labels, masks
+        ):
+            pasted = paste_masks(image_masks[:count], image_boxes[:count], tuple(images.shape[-2:]))
+            results.append(
+                {
+                    "boxes": image_boxes[:count].cpu().numpy(),
+                    "scores": image_scores[:count].cpu().numpy(),
+                    "labels": image_labels[:count].cpu().numpy().astype(np.int64),
+                    "masks": (pasted >= 0.5).cpu().numpy(),
+                }
+            )
+        return results
+
+
+def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Paste box-relative masks [n, M, M] into images: [n, H, W] probabilities.
+
+    As torchvision's paste_masks_in_image: the mask gets a one-pixel zero border
+    and its box grows by (M+2)/M to match, the box is rounded to whole pixels
+    (inclusive corners), and the mask is bilinearly resized onto it. Bilinear
+    resizing is separable, so each mask becomes rows @ mask @ columns^T with
+    interpolation matrices that are zero outside the box.
+    """
+    size = masks.shape[-1]
+    padded = F.pad(masks, (1, 1, 1, 1))
+    scale = (size + 2) / size
+    center = (boxes[:, :2] + boxes[:, 2:]) * 0.5
+    half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
+    corners = torch.cat((center - half, center + half), dim=1).to(torch.int64)
+    height, width = image_size
+    rows = _interpolation_matrix(corners[:, 1], corners[:, 3], height, size + 2)
+    columns = _interpolation_matrix(corners[:, 0], corners[:, 2], width, size + 2)
+    return rows @ padded @ columns.transpose(1, 2)
+
+
+def _interpolation_matrix(start: torch.Tensor, end: torch.Tensor, length: int, source: int) -> torch.Tensor:
+    """Weights [n, length, source] resizing `source` samples onto pixels start..end (inclusive).
+
+    F.interpolate's bilinear rule (align_corners=False): pixel j of an extent of
+    e pixels reads source position (j + 0.5) * source / e - 0.5, clamped at 0.
+    """
+    extent = (end - start + 1).clamp(min=1).to(torch.float32)[:, None]
+    pixels = torch.arange(length, device=start.device)[None]
+    local = (pixels - start[:, None]).to(torch.float32)
+    position = ((local + 0.5) * (source / extent) - 0.5).clamp(min=0)
+    lower = position.floor().clamp(max=source - 1)
+    fraction = position - lower
+    upper = (lower + 1).clamp(max=source - 1)
+    weights = F.one_hot(lower.long(), source) * (1 - fraction)[..., None]
+    weights = weights + F.one_hot(upper.long(), source) * fraction[..., None]
+    inside = (pixels >= start[:, None]) & (pixels <= end[:, None])
+    return weights * inside[..., None]
+
+
+def load_torchvision_state_dict(model: MaskRCNN, state_dict: dict) -> None:
+    """Load a torchvision maskrcnn_resnet50_fpn state dict into `model`.
+
+    The model must be built with backbone="resnet50", num_classes = torchvision's
+    num_classes - 1 (torchvision counts the background), representation_size 1024
+    and mask_head_channels 256 (the defaults). Names are identical, so this is
+    load_state_dict with a clear error when the two models differ.
+    """
+    if model.backbone_name != "resnet50":
+        raise SegtrtError(f"torchvision weights need backbone 'resnet50', this model has {model.backbone_name!r}")
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[-1].strip()
+        raise SegtrtError(
+            f"the torchvision state dict does not fit this Mask R-CNN (is num_classes torchvision's - 1?): {detail}"
+        ) from None
