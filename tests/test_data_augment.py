@@ -90,6 +90,17 @@ def test_copy_paste_drops_fully_occluded_instances():
     np.testing.assert_array_equal(out["masks"], big)
 
 
+def test_copy_paste_onto_an_image_without_instances():
+    # A jittered crop can leave a training image with no instance; pasting onto it must still work.
+    image, _ = _sample(np.random.default_rng(3))
+    source_image, source = _sample(np.random.default_rng(4))
+    empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
+             "masks": np.zeros((0, *image.shape[:2]), np.uint8)}
+    _, out = copy_paste(image, empty, source_image, source, np.random.default_rng(0))
+    assert 1 <= len(out["labels"]) <= len(source["labels"])
+    np.testing.assert_array_equal(out["boxes"], boxes_from_masks(out["masks"]))
+
+
 def test_train_augment_is_deterministic_per_rng():
     samples = [_sample(np.random.default_rng(i)) for i in range(3)]
     augment = TrainAugment((64, 64), copy_paste_probability=1.0)

@@ -69,7 +69,7 @@ def copy_paste(image, target, source_image, source_target, rng) -> tuple[np.ndar
     out_image = image.copy()
     out_image[pasted] = source_image[pasted]
     kept_masks = target["masks"] * ~pasted
-    keep = kept_masks.reshape(len(kept_masks), -1).any(axis=1)
+    keep = kept_masks.any(axis=(1, 2))
     masks = np.concatenate([kept_masks[keep], pasted_masks]).astype(np.uint8)
     labels = np.concatenate([target["labels"][keep], source_target["labels"][chosen]])
     return out_image, dict(target, boxes=boxes_from_masks(masks), labels=labels, masks=masks)
@@ -123,6 +123,6 @@ def _crop_or_pad(array: np.ndarray, top: int, left: int, height: int, width: int
 
 def _with_masks(target: dict, masks: np.ndarray) -> dict:
     """Target with new masks, boxes recomputed from them, tiny instances dropped."""
-    keep = masks.reshape(len(masks), -1).sum(axis=1) >= MIN_INSTANCE_PIXELS
+    keep = masks.sum(axis=(1, 2)) >= MIN_INSTANCE_PIXELS
     masks = np.ascontiguousarray(masks[keep])
     return dict(target, boxes=boxes_from_masks(masks), labels=target["labels"][keep], masks=masks)
