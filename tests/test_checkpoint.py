@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from segtrt import SegtrtError
+from segtrt.checkpoint import load_checkpoint, save_checkpoint
+from segtrt.models import build_model
+from segtrt.preprocess import Preprocess
+
+CLASSES = ["circle", "square", "star"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("solov2", len(CLASSES)).eval()
+
+
+def test_round_trip_keeps_weights_classes_and_preprocess(tmp_path, model):
+    path = tmp_path / "m.pt"
+    preprocess = Preprocess(input_size=(128, 192))
+    save_checkpoint(path, model, CLASSES, preprocess)
+    loaded, meta = load_checkpoint(path, expected_kind="solov2")
+    assert meta["class_names"] == CLASSES and meta["preprocess"] == preprocess
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert not list(tmp_path.glob(".*.tmp")), "no temp file is left behind"
+
+
+def test_half_precision_checkpoint_is_smaller_and_loads_as_float32(tmp_path, model):
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    save_checkpoint(full, model, CLASSES, Preprocess())
+    save_checkpoint(half, model, CLASSES, Preprocess(), half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    weight = next(p for p in loaded.parameters() if p.ndim == 4)
+    assert weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a checkpoint at all", "cannot read checkpoint"),
+    (None, "is not a segtrt checkpoint"),
+])
+def test_unreadable_or_foreign_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "bad.pt"
+    if content is None:
+        torch.save({"state_dict": {}}, path)  # e.g. a plain torchvision or mmdetection file
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SegtrtError, match=message):
+        load_checkpoint(path)
+
+
+def test_missing_file_and_wrong_model_kind_are_refused(tmp_path, model):
+    with pytest.raises(SegtrtError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, CLASSES, Preprocess())
+    with pytest.raises(SegtrtError, match="holds a solov2 model, not maskrcnn"):
+        load_checkpoint(path, expected_kind="maskrcnn")
+
+
+def test_weights_that_do_not_fit_the_recorded_model_are_refused(tmp_path, model):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, CLASSES, Preprocess())
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["num_classes"] = 5  # the category head no longer matches the weights
+    torch.save(checkpoint, path)
+    with pytest.raises(SegtrtError, match="does not match a solov2 model"):
+        load_checkpoint(path)
