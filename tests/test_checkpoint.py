@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from segtrt import SegtrtError
-from segtrt.checkpoint import load_checkpoint, save_checkpoint
+from segtrt.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, strip_checkpoint
 from segtrt.models import build_model
 from segtrt.preprocess import Preprocess
 
@@ -67,3 +67,16 @@ def test_weights_that_do_not_fit_the_recorded_model_are_refused(tmp_path, model)
     torch.save(checkpoint, path)
     with pytest.raises(SegtrtError, match="does not match a solov2 model"):
         load_checkpoint(path)
+
+
+def test_strip_drops_training_state_and_keeps_the_model(tmp_path, model):
+    trained, shipped = tmp_path / "trained.pt", tmp_path / "shipped.pt"
+    save_checkpoint(trained, model, CLASSES, Preprocess(), train_state={"iteration": 7})
+    strip_checkpoint(trained, shipped)
+    assert "train_state" not in read_checkpoint(shipped)
+    assert shipped.stat().st_mode & 0o044, "shipped files are readable by others, unlike mkstemp's default"
+    loaded, meta = load_checkpoint(shipped)
+    assert meta["class_names"] == CLASSES
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():  # float16 storage: relative error <= 2^-11, plus subnormal flush
+            torch.testing.assert_close(loaded.state_dict()[key], value, rtol=2**-10, atol=1e-7, msg=key)

@@ -28,6 +28,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_current_umask())  # mkstemp's 0600 would surprise users sharing files
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
@@ -36,6 +37,12 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(path, model, class_names, preprocess: Preprocess, train_state=None, half=False) -> None:
@@ -97,3 +104,14 @@ def load_checkpoint(path, expected_kind: str | None = None):
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
     meta["preprocess"] = Preprocess.from_dict(checkpoint["preprocess"])
     return model, meta
+
+
+def strip_checkpoint(source, destination) -> int:
+    """Write `source` without its training state and with float16 weights, for shipping.
+
+    Returns the size of the written file in bytes. Loading converts the weights back to
+    float32, so the stripped model computes in float32 as before.
+    """
+    model, meta = load_checkpoint(source)
+    save_checkpoint(destination, model, meta["class_names"], meta["preprocess"], half=True)
+    return Path(destination).stat().st_size
