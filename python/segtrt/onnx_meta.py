@@ -23,6 +23,9 @@ INPUT_NAME = "images"
 # empty namespace and found by op_type + plugin_version (see plugins/README.md).
 PLUGIN_DOMAIN = "segtrt"
 FLAVOURS = ("trt", "portable")
+# What a row of the masks output spans: its own box (Mask R-CNN's 28x28), or the
+# whole letterboxed input (SOLO/SOLOv2, at the mask-feature stride).
+MASK_FRAMES = ("box", "image")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,12 @@ class ModelInfo:
     preprocess: Preprocess
     max_detections: int
     mask_size: tuple[int, int]  # (h, w) of the masks output
+    mask_frame: str  # one of MASK_FRAMES
     contract: str = CONTRACT
+
+    def __post_init__(self):
+        if self.mask_frame not in MASK_FRAMES:
+            raise SegtrtError(f"mask_frame must be one of {', '.join(MASK_FRAMES)}, not {self.mask_frame!r}")
 
     def to_props(self) -> dict[str, str]:
         return {
@@ -46,6 +54,7 @@ class ModelInfo:
             "segtrt.preprocess": json.dumps(self.preprocess.to_dict()),
             "segtrt.max_detections": str(self.max_detections),
             "segtrt.mask_size": json.dumps(list(self.mask_size)),
+            "segtrt.mask_frame": self.mask_frame,
         }
 
     @classmethod
@@ -64,6 +73,7 @@ class ModelInfo:
             preprocess=Preprocess.from_dict(json.loads(props["segtrt.preprocess"])),
             max_detections=int(props["segtrt.max_detections"]),
             mask_size=tuple(json.loads(props["segtrt.mask_size"])),
+            mask_frame=props["segtrt.mask_frame"],
         )
 
 

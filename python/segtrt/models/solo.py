@@ -94,6 +94,10 @@ class _SOLOBase(nn.Module):
     """
 
     kind = ""
+    # forward's masks at input size H x W (True), or at the mask-feature stride 4,
+    # H/4 x W/4 (False: the export stage's choice, to keep a stream's outputs small;
+    # boxes are the same either way).
+    full_size_masks = True
 
     def __init__(self, num_classes: int, backbone: str = "edge", **options):
         super().__init__()
@@ -127,7 +131,7 @@ class _SOLOBase(nn.Module):
         """Fixed-shape detections (see segtrt.models): masks are probabilities at input size H x W.
 
         Returns (num_detections int32 [B], boxes [B, D, 4], scores [B, D], labels int32 [B, D],
-        masks [B, D, H, W]).
+        masks [B, D, H, W], or [B, D, H/4, W/4] when `full_size_masks` is False).
         """
         opts = self.options
         batch, _, height, width = images.shape
@@ -151,10 +155,10 @@ class _SOLOBase(nn.Module):
 
         count, keep, det_scores, det_labels = self.matrix_nms(probs, labels, scores)
         kept = (keep >= 0).to(probs.dtype)
-        masks = gather_rows(probs, keep.clamp(min=0))
-        masks = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False) * kept[:, :, None, None]
-        boxes = masks_to_boxes(masks > opts["mask_thr"])
-        return count, boxes, det_scores, det_labels.to(torch.int32), masks
+        masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
+        full_size = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
+        boxes = masks_to_boxes(full_size > opts["mask_thr"])
+        return count, boxes, det_scores, det_labels.to(torch.int32), full_size if self.full_size_masks else masks
 
     def _candidate_masks(self, head_outputs, cells: torch.Tensor) -> torch.Tensor:
         """Mask probabilities [B, K, H/4, W/4] of the grid cells [B, K] (indices over the whole pyramid)."""

@@ -1,0 +1,127 @@
+"""Do PyTorch and the exported ONNX files (in ONNX Runtime) give the same detections?
+
+Each image is letterboxed once; PyTorch's `model.predict` is mapped back to the
+original image as `segtrt eval` does, each ONNX file's outputs go through
+`segtrt.postprocess.detections_to_instances`. Detections are compared row by row
+(both are sorted by score): same count and labels, boxes within BOX_RTOL relative
+(of max(|coordinate|, 1 px)), mask IoU >= MIN_MASK_IOU per instance, and the mask
+AP of each backend (segtrt.evaluate) within AP_TOLERANCE of PyTorch's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BOX_RTOL = 1e-3
+MIN_MASK_IOU = 0.99
+AP_TOLERANCE = 0.001
+
+
+def compare_instances(reference: dict, candidate: dict) -> dict:
+    """One image's detections vs the reference: {"count_equal", "labels_equal", "box_rel", "min_iou"}."""
+    count_equal = len(reference["labels"]) == len(candidate["labels"])
+    if not count_equal:
+        return {"count_equal": False, "labels_equal": False, "box_rel": float("inf"), "min_iou": 0.0}
+    box_rel = np.abs(reference["boxes"] - candidate["boxes"]) / np.maximum(np.abs(reference["boxes"]), 1.0)
+    ious = [mask_iou(a, b) for a, b in zip(reference["masks"], candidate["masks"])]
+    return {
+        "count_equal": True,
+        "labels_equal": bool(np.array_equal(reference["labels"], candidate["labels"])),
+        "box_rel": float(box_rel.max()) if box_rel.size else 0.0,
+        "min_iou": float(min(ious)) if ious else 1.0,
+    }
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def run_parity(model, onnx_paths: dict, dataset, image_ids=None, progress=False) -> dict:
+    """Compare PyTorch with each ONNX file ({name: path}) over dataset images (a segtrt CocoDataset).
+
+    The ONNX files must take batch 1 (or a dynamic batch). Returns {"images": n,
+    "backends": {name: {"detections", "mask_AP", "box_AP", "worst_box_rel", "worst_mask_iou",
+    "count_mismatches", "label_mismatches", "passed"}}} with "pytorch" the reference.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from segtrt.evaluate import evaluate_predictions
+    from segtrt.onnx_meta import read_info
+    from segtrt.ort_runtime import create_session, run
+    from segtrt.postprocess import detections_to_instances
+    from segtrt.preprocess import boxes_to_original, letterbox, masks_to_original
+
+    image_ids = list(dataset.image_ids if image_ids is None else image_ids)
+    sessions = {name: (create_session(path), read_info(path)) for name, path in onnx_paths.items()}
+    preprocess = next(iter(sessions.values()))[1].preprocess
+    predictions = {name: [] for name in ("pytorch", *sessions)}
+    comparisons = {name: [] for name in sessions}
+    model.eval()
+    for image_id in tqdm(image_ids, desc="parity", unit="image", disable=not progress):
+        original = dataset.load_image(image_id)
+        hw = original.shape[:2]
+        padded, scale = letterbox(original, preprocess.input_size, preprocess.pad_value)
+        batch = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
+        with torch.no_grad():
+            output = model.predict(torch.from_numpy(batch))[0]
+        reference = {
+            "boxes": boxes_to_original(np.asarray(output["boxes"], np.float64), scale, hw).astype(np.float32),
+            "scores": output["scores"],
+            "labels": np.asarray(output["labels"], np.int64),
+            "masks": masks_to_original(output["masks"], scale, hw),
+        }
+        predictions["pytorch"].append(dict(reference, image_id=image_id))
+        for name, (session, info) in sessions.items():
+            instances = detections_to_instances(run(session, batch), info, scale, hw)[0]
+            predictions[name].append(dict(instances, image_id=image_id))
+            comparisons[name].append(compare_instances(reference, instances))
+
+    coco_gt = dataset.coco_api()
+    metrics = {name: evaluate_predictions(coco_gt, preds, dataset.category_ids) for name, preds in predictions.items()}
+    reference_ap = metrics["pytorch"]["segm"]["AP"]
+    backends = {"pytorch": _backend_row(metrics["pytorch"], predictions["pytorch"], [], reference_ap)}
+    for name in sessions:
+        backends[name] = _backend_row(metrics[name], predictions[name], comparisons[name], reference_ap)
+    return {"images": len(image_ids), "backends": backends}
+
+
+def _backend_row(metrics, predictions, comparisons, reference_ap) -> dict:
+    row = {
+        "detections": int(sum(len(p["labels"]) for p in predictions)),
+        "mask_AP": metrics["segm"]["AP"],
+        "box_AP": metrics["bbox"]["AP"],
+    }
+    if comparisons:
+        matched = [c for c in comparisons if c["count_equal"]]
+        row.update(
+            count_mismatches=sum(not c["count_equal"] for c in comparisons),
+            label_mismatches=sum(not c["labels_equal"] for c in matched),
+            worst_box_rel=max((c["box_rel"] for c in matched), default=0.0),
+            worst_mask_iou=min((c["min_iou"] for c in matched), default=1.0),
+        )
+        row["passed"] = bool(
+            row["count_mismatches"] == 0
+            and row["label_mismatches"] == 0
+            and row["worst_box_rel"] <= BOX_RTOL
+            and row["worst_mask_iou"] >= MIN_MASK_IOU
+            and abs(row["mask_AP"] - reference_ap) <= AP_TOLERANCE
+        )
+    return row
+
+
+def format_report(report: dict) -> str:
+    """A table of `run_parity`'s result."""
+    header = f"{'backend':14} {'dets':>6} {'mask AP':>8} {'box AP':>7} {'box rel':>9} {'min IoU':>8} {'count/label diff':>17}  verdict"
+    lines = [f"parity over {report['images']} images", header, "-" * len(header)]
+    for name, row in report["backends"].items():
+        if "passed" not in row:
+            lines.append(f"{name:14} {row['detections']:6d} {row['mask_AP']:8.4f} {row['box_AP']:7.4f} {'':>9} {'':>8} {'':>17}  reference")
+            continue
+        diffs = f"{row['count_mismatches']}/{row['label_mismatches']}"
+        lines.append(
+            f"{name:14} {row['detections']:6d} {row['mask_AP']:8.4f} {row['box_AP']:7.4f} {row['worst_box_rel']:9.2e} "
+            f"{row['worst_mask_iou']:8.4f} {diffs:>17}  {'PASS' if row['passed'] else 'FAIL'}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""From the exported model's fixed-size outputs to instances at the original image size.
+
+One function for every backend (ONNX Runtime, TensorRT, the camera runtime, the
+evaluator): `detections_to_instances`. Masks are pasted at the ORIGINAL image
+size (pasting at the letterboxed size and resizing afterwards costs mask AP), and
+only the pixels inside each instance's box are computed, which is where the time
+of other tools goes.
+
+NumPy only (no torch, no OpenCV).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MASK_THRESHOLD = 0.5
+
+
+def detections_to_instances(outputs: dict, info, scale, original_hw) -> list[dict]:
+    """Per image {"boxes" float32 [n, 4], "scores" [n], "labels" int64 [n], "masks" bool [n, h, w]}.
+
+    outputs: the contract's arrays by name (num_detections [B], boxes [B, D, 4] input
+        pixels, scores [B, D], labels [B, D], masks [B, D, Hm, Wm] probabilities).
+    info: the file's segtrt.onnx_meta.ModelInfo (mask_frame, preprocess.input_size).
+    scale, original_hw: the letterbox scale and the original (h, w), one per image or
+        one for the whole batch.
+    """
+    batch = len(outputs["num_detections"])
+    scales = np.broadcast_to(np.asarray(scale, dtype=np.float64), (batch,))
+    sizes = [tuple(original_hw)] * batch if np.ndim(original_hw) == 1 else [tuple(hw) for hw in original_hw]
+    results = []
+    for image in range(batch):
+        n = int(outputs["num_detections"][image])
+        height, width = sizes[image]
+        boxes = outputs["boxes"][image, :n].astype(np.float64) / scales[image]
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+        masks = outputs["masks"][image, :n]
+        if info.mask_frame == "box":
+            pasted = paste_box_masks(masks, boxes, (height, width))
+        else:
+            pasted = paste_image_masks(masks, boxes, scales[image], info.preprocess.input_size, (height, width))
+        results.append({
+            "boxes": boxes.astype(np.float32),
+            "scores": outputs["scores"][image, :n].astype(np.float32),
+            "labels": outputs["labels"][image, :n].astype(np.int64),
+            "masks": pasted,
+        })
+    return results
+
+
+def paste_box_masks(masks: np.ndarray, boxes: np.ndarray, image_hw) -> np.ndarray:
+    """Box-relative masks [n, M, M] on boxes [n, 4] (original pixels) -> bool [n, h, w].
+
+    torchvision's paste rule: the mask gets a zero border of one cell and its box grows
+    by (M+2)/M to match, the box corners are truncated to whole pixels (inclusive),
+    and the mask is bilinearly resized (half-pixel centres) onto those pixels.
+    """
+    height, width = image_hw
+    out = np.zeros((len(masks), height, width), dtype=bool)
+    for index, (mask, box) in enumerate(zip(masks, boxes)):
+        size = mask.shape[-1]
+        padded = np.pad(mask.astype(np.float32), 1)
+        center, half = (box[:2] + box[2:]) * 0.5, (box[2:] - box[:2]) * 0.5 * (size + 2) / size
+        x0, y0 = np.trunc(center - half).astype(np.int64)
+        x1, y1 = np.trunc(center + half).astype(np.int64)
+        columns = np.arange(max(x0, 0), min(x1 + 1, width))
+        rows = np.arange(max(y0, 0), min(y1 + 1, height))
+        if len(columns) == 0 or len(rows) == 0:
+            continue
+        extent_x, extent_y = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
+        sample_x = (columns - x0 + 0.5) * ((size + 2) / extent_x) - 0.5
+        sample_y = (rows - y0 + 0.5) * ((size + 2) / extent_y) - 0.5
+        region = _bilinear(padded, sample_y, sample_x) >= MASK_THRESHOLD
+        out[index, rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1] = region
+    return out
+
+
+def paste_image_masks(masks: np.ndarray, boxes: np.ndarray, scale: float, input_hw, image_hw) -> np.ndarray:
+    """Masks [n, Hm, Wm] spanning the letterboxed input (H, W) -> bool [n, h, w] of the original image.
+
+    Each original pixel samples the mask bilinearly (half-pixel centres) at its
+    position in the input; only pixels of the instance's box (original pixels, one
+    pixel of margin) are sampled: the mask is below threshold outside its box.
+    """
+    height, width = image_hw
+    input_h, input_w = input_hw
+    out = np.zeros((len(masks), height, width), dtype=bool)
+    for index, (mask, box) in enumerate(zip(masks, boxes)):
+        if box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        x0, y0 = (np.floor(box[:2]).astype(np.int64) - 1).clip(0)
+        x1, y1 = np.minimum(np.ceil(box[2:]).astype(np.int64) + 1, (width, height))
+        columns, rows = np.arange(x0, x1), np.arange(y0, y1)
+        sample_x = (columns + 0.5) * scale * (mask.shape[1] / input_w) - 0.5
+        sample_y = (rows + 0.5) * scale * (mask.shape[0] / input_h) - 0.5
+        out[index, y0:y1, x0:x1] = _bilinear(mask.astype(np.float32), sample_y, sample_x) > MASK_THRESHOLD
+    return out
+
+
+def _bilinear(values: np.ndarray, sample_y: np.ndarray, sample_x: np.ndarray) -> np.ndarray:
+    """values [H, W] at the grid sample_y x sample_x (source pixel coordinates) -> [len(y), len(x)].
+
+    Positions below 0 clamp to 0 and the upper neighbour clamps to the last pixel, as
+    torch's F.interpolate(mode="bilinear", align_corners=False).
+    """
+    def axis(position, length):
+        position = np.maximum(position, 0.0)
+        lower = np.minimum(np.floor(position), length - 1).astype(np.int64)
+        fraction = (position - lower).astype(np.float32)
+        return lower, np.minimum(lower + 1, length - 1), fraction
+
+    y0, y1, fy = axis(sample_y, values.shape[0])
+    x0, x1, fx = axis(sample_x, values.shape[1])
+    top = values[y0][:, x0] * (1 - fx) + values[y0][:, x1] * fx
+    bottom = values[y1][:, x0] * (1 - fx) + values[y1][:, x1] * fx
+    return top * (1 - fy)[:, None] + bottom * fy[:, None]

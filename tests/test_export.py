@@ -1,0 +1,163 @@
+"""Export: plugin nodes match the plugins, the portable graph is standard ONNX, and PyTorch,
+ORT-portable and ORT-trt (plugin nodes served by the CPU twins) give the same detections."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segtrt import SegtrtError
+from segtrt.checkpoint import save_checkpoint
+from segtrt.cli import main as cli_main
+from segtrt.export import export_onnx
+from segtrt.export.parity import run_parity
+from segtrt.models import build_model
+from segtrt.models.maskrcnn import paste_masks
+from segtrt.onnx_meta import PLUGIN_DOMAIN, read_info
+from segtrt.ort_runtime import create_session, run
+from segtrt.postprocess import paste_box_masks, paste_image_masks
+from segtrt.preprocess import Preprocess
+
+SIZE = 128
+CLASSES = ("circle", "rectangle", "triangle", "star", "ring")
+
+
+def seeded_model(kind):
+    """Random weights biased so that detections exist (max 20 per image)."""
+    torch.manual_seed(0)
+    model = build_model(kind, len(CLASSES), "edge", max_detections=20).eval()
+    with torch.no_grad():
+        if kind == "maskrcnn":
+            model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-3.0, 1.0, 0.0, 0.5, 0.2, 0.1]))
+        else:
+            model.mask_head.conv_cls.bias.fill_(0.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from segtrt.data.coco import CocoDataset
+    from segtrt.data.synth import write_dataset
+
+    folder = tmp_path_factory.mktemp("synth")
+    write_dataset(folder, 3, seed=7, size=(SIZE, SIZE), progress=False)
+    return CocoDataset(folder)
+
+
+@pytest.mark.parametrize("kind", ["maskrcnn", "solov2"])
+def test_pytorch_ort_portable_and_ort_trt_agree(kind, dataset, tmp_path):
+    model = seeded_model(kind)
+    preprocess = Preprocess(input_size=(SIZE, SIZE))
+    paths = {}
+    for flavour in ("portable", "trt"):
+        paths[flavour] = tmp_path / f"{kind}.{flavour}.onnx"
+        export_onnx(model, paths[flavour], flavour, CLASSES, preprocess, simplify=flavour == "trt")
+    report = run_parity(model, {"ort-portable": paths["portable"], "ort-trt": paths["trt"]}, dataset)
+    rows = report["backends"]
+    assert rows["pytorch"]["detections"] > 10
+    for name in ("ort-portable", "ort-trt"):
+        assert rows[name]["passed"], (name, rows[name])
+        assert rows[name]["detections"] == rows["pytorch"]["detections"]
+
+
+def test_plugin_nodes_match_the_plugins_and_portable_is_standard(tmp_path):
+    model = seeded_model("maskrcnn")
+    preprocess = Preprocess(input_size=(SIZE, SIZE))
+    trt = tmp_path / "m.trt.onnx"
+    portable = tmp_path / "m.portable.onnx"
+    export_onnx(model, trt, "trt", CLASSES, preprocess, simplify=False)
+    export_onnx(model, portable, "portable", CLASSES, preprocess, simplify=False)
+    graph = onnx.load(trt)
+    nodes = [node for node in graph.graph.node if node.domain == PLUGIN_DOMAIN]
+    assert [node.op_type for node in nodes] == ["MultilevelRoIAlign", "MultilevelRoIAlign"]
+    A = onnx.AttributeProto
+    expected_types = {
+        "output_height": A.INT, "output_width": A.INT, "feature_strides": A.INTS, "sampling_ratio": A.INT,
+        "aligned": A.INT, "mode": A.STRING, "canonical_scale": A.INT, "canonical_level": A.INT,
+        "plugin_version": A.STRING,
+    }
+    for node in nodes:
+        assert {a.name: a.type for a in node.attribute} == expected_types  # no plugin_namespace
+        values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert values["plugin_version"] == b"1" and values["aligned"] == 0 and values["sampling_ratio"] == 2
+        assert list(values["feature_strides"]) == [4, 8, 16, 32] and len(node.input) == 5
+    assert [node.output for node in nodes][1] and values["output_height"] == 14
+    inferred = onnx.shape_inference.infer_shapes(graph, strict_mode=True)
+    types = {v.name: v.type.tensor_type for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    assert types[nodes[0].input[0]].elem_type == onnx.TensorProto.FLOAT  # rois FP32
+    assert [d.dim_value for d in types[nodes[1].output[0]].shape.dim] == [1, 20, 96, 14, 14]
+    assert not any(node.domain not in ("", "ai.onnx") for node in onnx.load(portable).graph.node)
+    info = read_info(trt)
+    assert (info.kind, info.flavour, info.mask_frame, info.mask_size) == ("maskrcnn", "trt", "box", (28, 28))
+    assert info.class_names == CLASSES and info.preprocess.input_size == (SIZE, SIZE)
+
+
+def test_matrix_nms_node_dtypes_and_dynamic_batch(tmp_path):
+    model = seeded_model("solov2")
+    path = tmp_path / "s.trt.onnx"
+    export_onnx(model, path, "trt", CLASSES, Preprocess(input_size=(SIZE, SIZE)), dynamic_batch=True, simplify=False)
+    graph = onnx.shape_inference.infer_shapes(onnx.load(path), strict_mode=True)
+    node = next(node for node in graph.graph.node if node.op_type == "MatrixNMS")
+    assert node.domain == PLUGIN_DOMAIN
+    types = {v.name: v.type.tensor_type.elem_type for v in graph.graph.value_info}
+    types.update({v.name: v.type.tensor_type.elem_type for v in graph.graph.output})
+    I32, F32 = onnx.TensorProto.INT32, onnx.TensorProto.FLOAT
+    assert [types[name] for name in node.input] == [F32, F32, I32]
+    assert [types[name] for name in node.output] == [I32, I32, F32, I32]
+    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3)) * 255
+    with torch.no_grad():
+        expected = model(images)
+    outputs = run(create_session(path), images.numpy())
+    assert outputs["masks"].shape == (2, 20, SIZE // 4, SIZE // 4)  # frame "image", stride 4
+    np.testing.assert_array_equal(outputs["num_detections"], expected[0].numpy())
+    np.testing.assert_array_equal(outputs["labels"], expected[3].numpy())
+    np.testing.assert_allclose(outputs["boxes"], expected[1].numpy(), atol=1e-3)
+
+
+def test_box_masks_paste_like_the_model():
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(6, 28, 28, generator=generator)
+    boxes = torch.tensor([[3.2, 4.7, 50.1, 40.0], [0, 0, 127.9, 127.9], [60.5, 10, 61.5, 90], [100, 100, 140, 130],
+                          [10, 10, 12, 12], [20.3, 30.8, 90.6, 31.9]]).clamp(0, 128)  # model boxes are clipped
+    expected = (paste_masks(masks, boxes, (128, 128)) >= 0.5).numpy()
+    actual = paste_box_masks(masks.numpy(), boxes.numpy(), (128, 128))
+    assert (actual != expected).sum() <= 2  # float32 vs float64 rounding at a bin edge
+
+
+def test_image_masks_paste_like_interpolate_inside_the_box():
+    masks = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(1))
+    full = F.interpolate(masks[None], size=(128, 192), mode="bilinear", align_corners=False)[0] > 0.5
+    boxes = np.array([[0, 0, 192, 128], [10.0, 20.0, 60.0, 100.0], [100, 5, 191, 60]], np.float32)
+    actual = paste_image_masks(masks.numpy(), boxes, 1.0, (128, 192), (128, 192))
+    for mask, box, expected in zip(actual, boxes.astype(int), full.numpy()):
+        inside = np.zeros_like(expected)
+        inside[box[1] : box[3], box[0] : box[2]] = True
+        np.testing.assert_array_equal(mask[inside], expected[inside])
+        margin = np.zeros_like(expected)
+        margin[max(box[1] - 1, 0) : box[3] + 1, max(box[0] - 1, 0) : box[2] + 1] = True
+        assert not mask[~margin].any()  # only the box (and its 1-pixel margin) is computed
+
+
+def test_cli_errors_are_one_line_and_leave_no_file(tmp_path, capsys, monkeypatch):
+    assert cli_main(["export", "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    model = seeded_model("maskrcnn")
+    checkpoint = tmp_path / "m.pt"
+    save_checkpoint(checkpoint, model, CLASSES, Preprocess(input_size=(SIZE, SIZE)))
+    assert cli_main(["export", "--checkpoint", str(checkpoint), "--input-size", "100", "128"]) == 2
+    assert "multiple of 64" in capsys.readouterr().err
+    assert cli_main(["export", "--checkpoint", str(checkpoint), "--dynamic-batch"]) == 2
+    assert "fixed batch" in capsys.readouterr().err
+
+    import segtrt.export as export_module
+
+    def failing_check(graph):
+        raise SegtrtError("the exported graph fails the ONNX checks: simulated")
+
+    monkeypatch.setattr(export_module, "check_graph", failing_check)
+    out = tmp_path / "out.onnx"
+    assert cli_main(["export", "--checkpoint", str(checkpoint), "--flavour", "portable", "--out", str(out),
+                     "--no-simplify"]) == 2
+    assert "simulated" in capsys.readouterr().err
+    assert list(tmp_path.glob("*.onnx")) == [] and list(tmp_path.glob(".*.tmp")) == []
