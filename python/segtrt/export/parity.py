@@ -18,18 +18,41 @@ AP_TOLERANCE = 0.001
 
 
 def compare_instances(reference: dict, candidate: dict) -> dict:
-    """One image's detections vs the reference: {"count_equal", "labels_equal", "box_rel", "min_iou"}."""
+    """One image's detections vs the reference: {"count_equal", "labels_equal", "box_rel", "min_iou"}.
+
+    Instances are paired by label and nearest box rather than by row, so two backends
+    that order equal scores differently still compare as the same detections.
+    """
     count_equal = len(reference["labels"]) == len(candidate["labels"])
     if not count_equal:
         return {"count_equal": False, "labels_equal": False, "box_rel": float("inf"), "min_iou": 0.0}
-    box_rel = np.abs(reference["boxes"] - candidate["boxes"]) / np.maximum(np.abs(reference["boxes"]), 1.0)
-    ious = [mask_iou(a, b) for a, b in zip(reference["masks"], candidate["masks"])]
+    pairs = _pair_by_label_and_box(reference, candidate)
+    if len(pairs) < len(reference["labels"]):
+        return {"count_equal": True, "labels_equal": False, "box_rel": float("inf"), "min_iou": 0.0}
+    ref_rows, cand_rows = (np.array(rows, dtype=np.int64) for rows in zip(*pairs)) if pairs else ([], [])
+    ref_boxes, cand_boxes = reference["boxes"][ref_rows], candidate["boxes"][cand_rows]
+    box_rel = np.abs(ref_boxes - cand_boxes) / np.maximum(np.abs(ref_boxes), 1.0)
+    ious = [mask_iou(reference["masks"][i], candidate["masks"][j]) for i, j in pairs]
     return {
         "count_equal": True,
-        "labels_equal": bool(np.array_equal(reference["labels"], candidate["labels"])),
+        "labels_equal": True,
         "box_rel": float(box_rel.max()) if box_rel.size else 0.0,
         "min_iou": float(min(ious)) if ious else 1.0,
     }
+
+
+def _pair_by_label_and_box(reference: dict, candidate: dict) -> list[tuple[int, int]]:
+    """Greedy (reference row, candidate row) pairs: same label, smallest largest-coordinate difference."""
+    unused = np.ones(len(candidate["labels"]), dtype=bool)
+    pairs = []
+    for row, (label, box) in enumerate(zip(reference["labels"], reference["boxes"])):
+        distance = np.abs(candidate["boxes"] - box).max(axis=1) if len(unused) else np.zeros(0)
+        distance[~unused | (candidate["labels"] != label)] = np.inf
+        if len(distance) and np.isfinite(distance.min()):
+            best = int(distance.argmin())
+            unused[best] = False
+            pairs.append((row, best))
+    return pairs
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:

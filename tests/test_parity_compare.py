@@ -1,0 +1,25 @@
+import numpy as np
+
+from segtrt.export.parity import compare_instances
+
+
+def _detections(boxes, labels):
+    masks = np.zeros((len(boxes), 32, 32), bool)
+    for mask, (x1, y1, x2, y2) in zip(masks, boxes):
+        mask[y1:y2, x1:x2] = True
+    return {"boxes": np.array(boxes, np.float64).reshape(-1, 4), "labels": np.array(labels), "masks": masks}
+
+
+def test_rows_in_another_order_are_the_same_detections():
+    reference = _detections([(1, 1, 9, 9), (12, 12, 30, 30)], [0, 2])
+    swapped = _detections([(12, 12, 30, 30), (1, 1, 9, 9)], [2, 0])
+    result = compare_instances(reference, swapped)
+    assert result == {"count_equal": True, "labels_equal": True, "box_rel": 0.0, "min_iou": 1.0}
+
+
+def test_label_box_and_mask_differences_are_reported():
+    reference = _detections([(1, 1, 9, 9), (12, 12, 30, 30)], [0, 2])
+    assert not compare_instances(reference, _detections([(1, 1, 9, 9), (12, 12, 30, 30)], [0, 1]))["labels_equal"]
+    moved = compare_instances(reference, _detections([(1, 1, 9, 9), (12, 12, 30, 20)], [0, 2]))
+    assert moved["box_rel"] == 10 / 30 and moved["min_iou"] < 0.6
+    assert not compare_instances(reference, _detections([(1, 1, 9, 9)], [0]))["count_equal"]
