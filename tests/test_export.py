@@ -60,6 +60,17 @@ def test_pytorch_ort_portable_and_ort_trt_agree(kind, dataset, tmp_path):
         assert rows[name]["passed"], (name, rows[name])
         assert rows[name]["detections"] == rows["pytorch"]["detections"]
 
+    # `segtrt eval --onnx` scores the exported file like `segtrt eval --checkpoint` scores the model
+    checkpoint = tmp_path / f"{kind}.pt"
+    save_checkpoint(checkpoint, model, CLASSES, preprocess)
+    from segtrt.evaluate import evaluate_checkpoint, evaluate_onnx
+
+    reference = evaluate_checkpoint(checkpoint, dataset.annotation_file, progress=False)
+    for flavour in ("portable", "trt"):
+        exported = evaluate_onnx(paths[flavour], dataset.annotation_file, progress=False)
+        assert exported["segm"]["AP"] == pytest.approx(reference["segm"]["AP"], abs=1e-3), flavour
+        assert exported["bbox"]["AP"] == pytest.approx(reference["bbox"]["AP"], abs=1e-3), flavour
+
 
 def test_plugin_nodes_match_the_plugins_and_portable_is_standard(tmp_path):
     model = seeded_model("maskrcnn")

@@ -20,15 +20,20 @@ AP_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the first six COCOeval
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="segtrt checkpoint (.pt) from `segtrt train`")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="segtrt checkpoint (.pt) from `segtrt train`, run in PyTorch")
+    model.add_argument("--onnx", help="ONNX file from `segtrt export` (either flavour), run in ONNX Runtime")
     parser.add_argument("--data", required=True, help="dataset folder (annotations.json + images/) or COCO JSON")
     parser.add_argument("--images", help="image folder (default DATA/images, or images/ beside a JSON file)")
     parser.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4; an ONNX file with a fixed batch uses its own)")
 
 
 def main(args) -> int:
-    metrics = evaluate_checkpoint(args.checkpoint, args.data, images=args.images, batch_size=args.batch_size)
+    if args.onnx:
+        metrics = evaluate_onnx(args.onnx, args.data, images=args.images, batch_size=args.batch_size)
+    else:
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, images=args.images, batch_size=args.batch_size)
     print(format_table(metrics))
     if args.json:
         from segtrt.checkpoint import atomic_write
@@ -90,43 +95,71 @@ def evaluate_predictions(coco_gt, predictions: list[dict], category_ids=None) ->
 
 
 def evaluate_checkpoint(checkpoint, data, images=None, batch_size: int = 4, progress=True) -> dict:
-    """Letterbox -> model.predict -> inverse letterbox over a dataset, then `evaluate_predictions`."""
+    """A segtrt checkpoint in PyTorch over a dataset: letterbox -> model.predict -> original coordinates."""
     import torch
-    from tqdm import tqdm
 
     from segtrt.checkpoint import load_checkpoint
+    from segtrt.preprocess import boxes_to_original, masks_to_original
+
+    model, meta = load_checkpoint(checkpoint)
+
+    def predict(batch, scales, sizes):
+        with torch.inference_mode():
+            outputs = model.predict(torch.from_numpy(batch))
+        return [
+            dict(output, boxes=boxes_to_original(np.asarray(output["boxes"], np.float64), scale, hw),
+                 masks=masks_to_original(output["masks"], scale, hw))
+            for output, scale, hw in zip(outputs, scales, sizes)
+        ]
+
+    return _evaluate_backend(predict, meta["class_names"], meta["preprocess"], data, images, batch_size, progress)
+
+
+def evaluate_onnx(path, data, images=None, batch_size: int = 1, progress=True) -> dict:
+    """An exported ONNX file (either flavour) in ONNX Runtime over a dataset, pasted at the original size."""
+    from segtrt.onnx_meta import read_info
+    from segtrt.ort_runtime import create_session, run
+    from segtrt.postprocess import detections_to_instances
+
+    info = read_info(path)
+    session = create_session(path)
+    fixed_batch = session.get_inputs()[0].shape[0]
+    if isinstance(fixed_batch, int):
+        batch_size = fixed_batch  # the last batch is padded below
+
+    def predict(batch, scales, sizes):
+        count = len(batch)
+        if count < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)])
+            scales, sizes = [*scales, *[1.0] * (batch_size - count)], [*sizes, *[sizes[0]] * (batch_size - count)]
+        return detections_to_instances(run(session, batch), info, scales, sizes)[:count]
+
+    return _evaluate_backend(predict, info.class_names, info.preprocess, data, images, batch_size, progress)
+
+
+def _evaluate_backend(predict, class_names, preprocess, data, images, batch_size, progress) -> dict:
+    """predict(batch [B,3,H,W], scales, original sizes) -> instances in original coordinates, over a dataset."""
+    from tqdm import tqdm
+
     from segtrt.data.coco import CocoDataset
-    from segtrt.preprocess import boxes_to_original, letterbox, masks_to_original
+    from segtrt.preprocess import to_model_input
 
     if batch_size < 1:
         raise SegtrtError(f"--batch-size must be at least 1, got {batch_size}")
-    model, meta = load_checkpoint(checkpoint)
     dataset = CocoDataset(data, images)
-    if list(meta["class_names"]) != dataset.class_names:
+    if list(class_names) != dataset.class_names:
         raise SegtrtError(
-            f"the checkpoint's classes {meta['class_names']} differ from the dataset's {dataset.class_names}; "
+            f"the model's classes {list(class_names)} differ from the dataset's {dataset.class_names}; "
             "evaluate on a set with the categories the model was trained on"
         )
-    preprocess = meta["preprocess"]
     predictions = []
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(dataset), batch_size), desc="eval", unit="batch", disable=not progress):
-            image_ids = dataset.image_ids[start : start + batch_size]
-            originals = [dataset.load_image(image_id) for image_id in image_ids]
-            letterboxed = [letterbox(image, preprocess.input_size, preprocess.pad_value) for image in originals]
-            batch = np.stack([padded for padded, _ in letterboxed])
-            if preprocess.channel_order == "BGR":
-                batch = batch[..., ::-1]
-            batch = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float()
-            for image_id, image, (_, scale), output in zip(image_ids, originals, letterboxed, model.predict(batch)):
-                original_hw = image.shape[:2]
-                predictions.append({
-                    "image_id": image_id,
-                    "boxes": boxes_to_original(np.asarray(output["boxes"], np.float64), scale, original_hw),
-                    "scores": output["scores"],
-                    "labels": output["labels"],
-                    "masks": masks_to_original(output["masks"], scale, original_hw),
-                })
+    for start in tqdm(range(0, len(dataset), batch_size), desc="eval", unit="batch", disable=not progress):
+        image_ids = dataset.image_ids[start : start + batch_size]
+        originals = [dataset.load_image(image_id) for image_id in image_ids]
+        batch, scales = to_model_input(originals, preprocess)
+        sizes = [image.shape[:2] for image in originals]
+        for image_id, instances in zip(image_ids, predict(batch, scales, sizes)):
+            predictions.append(dict(instances, image_id=image_id))
     return evaluate_predictions(dataset.coco_api(), predictions, dataset.category_ids)
 
 

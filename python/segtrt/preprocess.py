@@ -99,3 +99,17 @@ def masks_to_original(masks: np.ndarray, scale: float, original_hw: tuple[int, i
         crop = mask[:valid_h, :valid_w].astype(np.float32)
         out[index] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
     return out
+
+
+def to_model_input(images: list[np.ndarray], preprocess: Preprocess) -> tuple[np.ndarray, list[float]]:
+    """RGB uint8 images [h, w, 3] -> the model input [B, 3, H, W] float32 and each image's letterbox scale.
+
+    The one place an image becomes a network input, for every backend.
+    """
+    padded, scales = [], []
+    for image in images:
+        boxed, scale = letterbox(image, preprocess.input_size, preprocess.pad_value)
+        padded.append(boxed[..., ::-1] if preprocess.channel_order == "BGR" else boxed)
+        scales.append(scale)
+    batch = np.stack(padded).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(batch, dtype=np.float32), scales

@@ -74,7 +74,7 @@ def run_parity(model, onnx_paths: dict, dataset, image_ids=None, progress=False)
     from segtrt.onnx_meta import read_info
     from segtrt.ort_runtime import create_session, run
     from segtrt.postprocess import detections_to_instances
-    from segtrt.preprocess import boxes_to_original, letterbox, masks_to_original
+    from segtrt.preprocess import boxes_to_original, masks_to_original, to_model_input
 
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
     sessions = {name: (create_session(path), read_info(path)) for name, path in onnx_paths.items()}
@@ -85,8 +85,7 @@ def run_parity(model, onnx_paths: dict, dataset, image_ids=None, progress=False)
     for image_id in tqdm(image_ids, desc="parity", unit="image", disable=not progress):
         original = dataset.load_image(image_id)
         hw = original.shape[:2]
-        padded, scale = letterbox(original, preprocess.input_size, preprocess.pad_value)
-        batch = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
+        batch, (scale,) = to_model_input([original], preprocess)
         with torch.no_grad():
             output = model.predict(torch.from_numpy(batch))[0]
         reference = {
