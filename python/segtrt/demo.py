@@ -1,7 +1,8 @@
 """`segtrt demo`: the whole pipeline on built-in data, as the commands a user would type.
 
-Today the pipeline is: synthetic data -> a brief training run -> evaluation, plus the
-evaluation of every model shipped with segtrt. Each step is printed as the `segtrt`
+Today the pipeline is: synthetic data -> a brief training run -> evaluation, and for
+every model shipped with segtrt: evaluation in PyTorch, export of the TensorRT graph,
+and evaluation of that graph in ONNX Runtime (plugin nodes on their CPU twins). Each step is printed as the `segtrt`
 command it runs, so the demo doubles as a tutorial.
 """
 
@@ -43,13 +44,21 @@ def main(args) -> int:
           "--checkpoint-every", str(args.iterations)])
 
     rows = []
-    for name, checkpoint in [*shipped_checkpoints().items(), (f"{args.model} (brief, {args.iterations} it)", brief)]:
-        metrics_path = out / f"{Path(checkpoint).stem}.metrics.json"
-        _run(["eval", "--checkpoint", str(checkpoint), "--data", str(val_dir), "--json", str(metrics_path)])
-        rows.append((name, json.loads(metrics_path.read_text())))
+    for name, checkpoint in [*shipped_checkpoints().items(), (f"{args.model}_brief", brief)]:
+        rows.append((name, "PyTorch", _evaluate(["--checkpoint", str(checkpoint)], val_dir, out / f"{name}.pytorch")))
+        if name in shipped_checkpoints():
+            trt_onnx = out / f"{name}.trt.onnx"
+            _run(["export", "--checkpoint", str(checkpoint), "--flavour", "trt", "--out", str(trt_onnx)])
+            rows.append((name, "ORT, trt graph", _evaluate(["--onnx", str(trt_onnx)], val_dir, out / f"{name}.trt")))
     print()
     print(_summary(rows, args.val_images))
     return 0
+
+
+def _evaluate(model_arguments: list[str], val_dir: Path, stem: Path) -> dict:
+    metrics_path = stem.parent / f"{stem.name}.metrics.json"
+    _run(["eval", *model_arguments, "--data", str(val_dir), "--json", str(metrics_path)])
+    return json.loads(metrics_path.read_text())
 
 
 def _run(argv: list[str]) -> None:
@@ -62,10 +71,10 @@ def _run(argv: list[str]) -> None:
 
 
 def _summary(rows, val_images: int) -> str:
-    header = f"{'model':32}{'mask AP':>9}{'AP50':>7}{'AP75':>7}{'box AP':>8}{'boundary F':>12}"
+    header = f"{'model':18}{'backend':16}{'mask AP':>9}{'AP50':>7}{'AP75':>7}{'box AP':>8}{'boundary F':>12}"
     lines = [f"Accuracy on {val_images} synthetic validation images (seed {VALIDATION_SEED}):", header]
-    for name, metrics in rows:
+    for name, backend, metrics in rows:
         segm = metrics["segm"]
-        lines.append(f"{name:32}{segm['AP']:9.3f}{segm['AP50']:7.3f}{segm['AP75']:7.3f}"
+        lines.append(f"{name:18}{backend:16}{segm['AP']:9.3f}{segm['AP50']:7.3f}{segm['AP75']:7.3f}"
                      f"{metrics['bbox']['AP']:8.3f}{metrics['boundary_f']:12.3f}")
     return "\n".join(lines)

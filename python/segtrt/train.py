@@ -23,7 +23,14 @@ import numpy as np
 
 from segtrt import SegtrtError
 
-DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
+DEFAULT_LR = {"sgd": 0.01, "adamw": 3e-4}
+# SOLO-family heads collapse (every mask to 0) under SGD at 1e-2 from scratch; AdamW with
+# mmdetection's gradient clip trains them. Mask R-CNN trains with plain SGD.
+MODEL_DEFAULTS = {
+    "maskrcnn": {"optimizer": "sgd", "clip_grad": 10.0},
+    "solov2": {"optimizer": "adamw", "clip_grad": 35.0},
+    "solo": {"optimizer": "adamw", "clip_grad": 35.0},
+}
 DEFAULT_WEIGHT_DECAY = {"sgd": 1e-4, "adamw": 0.05}
 DEFAULT_ITERATIONS = 1000
 STEP_MILESTONES = (0.75, 0.92)  # fractions of training where the step schedule divides the rate by 10
@@ -40,13 +47,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--iterations", type=int,
                         help=f"total training iterations (default {DEFAULT_ITERATIONS}, or the resumed run's)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per iteration (default 8)")
-    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"],
-                        help="optimizer (default sgd, momentum 0.9)")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default 0.01 for sgd, 0.001 for adamw)")
+    parser.add_argument("--optimizer", choices=["sgd", "adamw"],
+                        help="optimizer (default sgd with momentum 0.9 for maskrcnn, adamw for solo/solov2)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 0.01 for sgd, 3e-4 for adamw)")
     parser.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4 for sgd, 0.05 for adamw)")
     parser.add_argument("--warmup", type=int, default=100, help="linear warm-up iterations (default 100)")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "step"], help="decay after warm-up")
-    parser.add_argument("--clip-grad", type=float, default=10.0, help="gradient-norm clip, 0 for none (default 10)")
+    parser.add_argument("--clip-grad", type=float,
+                        help="gradient-norm clip, 0 for none (default 10 for maskrcnn, 35 for solo/solov2)")
     parser.add_argument("--input-size", type=int, nargs=2, default=(192, 192), metavar=("H", "W"),
                         help="model input size, multiples of 64 (default 192 192)")
     parser.add_argument("--scale-jitter", type=float, nargs=2, default=(0.75, 1.25), metavar=("LOW", "HIGH"),
@@ -62,6 +70,9 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
+    defaults = MODEL_DEFAULTS[args.model]
+    args.optimizer = args.optimizer or defaults["optimizer"]
+    args.clip_grad = defaults["clip_grad"] if args.clip_grad is None else args.clip_grad
     recipe = {
         "model": args.model,
         "backbone": args.backbone,
