@@ -33,6 +33,7 @@ DEFAULT_OPTIONS = {
     "box_score_threshold": 0.05,
     "box_nms_threshold": 0.5,
     "box_max_candidates": 1000,  # best (proposal, class) pairs that enter the final NMS
+    "box_samples_per_image": 512,  # training RoIs per image for the box head (a quarter positive at most)
     "image_mean": list(IMAGENET_MEAN),
     "image_std": list(IMAGENET_STD),
 }
@@ -42,6 +43,7 @@ EDGE_OPTIONS = {
     "mask_head_channels": 64,
     "rpn_pre_nms_top_n": [1000, 500],
     "rpn_post_nms_top_n": [1000, 300],
+    "box_samples_per_image": 128,  # a few objects per image; RoIAlign's backward dominates a CPU step
 }
 
 
@@ -85,6 +87,7 @@ class MaskRCNN(nn.Module):
             self.options["box_nms_threshold"],
             self.options["max_detections"],
             self.options["box_max_candidates"],
+            self.options["box_samples_per_image"],
         )
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

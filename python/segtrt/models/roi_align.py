@@ -78,13 +78,11 @@ class MultilevelRoIAlign(nn.Module):
 
     def _pool_own_level_only(self, features, flat_rois, levels):
         """Same result, each roi pooled once: training is 4x cheaper (roi_align's backward is slow)."""
-        pooled = features[0].new_zeros((flat_rois.shape[0], features[0].shape[1], *self.output_size))
-        for index, (feature, stride) in enumerate(zip(features, self.strides)):
-            selected = torch.where(levels == index)[0]
-            pooled = pooled.index_put(
-                (selected,),
-                roi_align(
-                    feature, flat_rois[selected], self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned
-                ),
-            )
-        return pooled
+        order = torch.argsort(levels, stable=True)
+        per_level = torch.bincount(levels, minlength=len(self.strides)).tolist()
+        pooled = [
+            roi_align(feature, level_rois, self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned)
+            for feature, stride, level_rois in zip(features, self.strides, flat_rois[order].split(per_level))
+        ]
+        # One gather back to the rois' order; scattering level by level copied the whole output per level.
+        return torch.cat(pooled)[torch.argsort(order)]

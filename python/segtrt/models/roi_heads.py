@@ -31,7 +31,7 @@ MIN_DETECTION_SIZE = 1e-2
 MASK_SIZE = 28  # the mask head's output, 2x its 14x14 RoIAlign
 # Training targets (torchvision's defaults).
 FG_IOU = BG_IOU = 0.5
-SAMPLES_PER_IMAGE, POSITIVE_FRACTION = 512, 0.25
+POSITIVE_FRACTION = 0.25
 SMOOTH_L1_BETA = 1.0 / 9
 
 
@@ -49,6 +49,7 @@ class RoIHeads(nn.Module):
         nms_threshold: float,
         max_detections: int,
         max_candidates: int,
+        samples_per_image: int = 512,
     ):
         super().__init__()
         self.box_roi_pool = MultilevelRoIAlign(7, strides, sampling_ratio=2, aligned=False)
@@ -61,6 +62,7 @@ class RoIHeads(nn.Module):
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
         self.max_candidates = max_candidates
+        self.samples_per_image = samples_per_image
 
     def classify(self, features, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """rois [B, R, 4] -> class logits [B*R, K+1], box deltas [B*R, 4(K+1)]."""
@@ -117,7 +119,7 @@ class RoIHeads(nn.Module):
         )
 
     def loss(self, features, proposals: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
-        """Box CE + smooth-L1 on 512 sampled RoIs per image, mask BCE on the ground-truth class.
+        """Box CE + smooth-L1 on `samples_per_image` sampled RoIs per image, mask BCE on the ground-truth class.
 
         proposals: per image [P_i, 4] (detached); the ground-truth boxes are added to them.
         """
@@ -128,7 +130,7 @@ class RoIHeads(nn.Module):
             gt_boxes = target["boxes"]
             rois = torch.cat((image_proposals, gt_boxes))
             matched, match_labels = match_boxes(gt_boxes, rois, FG_IOU, BG_IOU, allow_low_quality=False)
-            positive, negative = sample_labels(match_labels, SAMPLES_PER_IMAGE, POSITIVE_FRACTION)
+            positive, negative = sample_labels(match_labels, self.samples_per_image, POSITIVE_FRACTION)
             sampled = torch.cat((positive, negative))
             classes = torch.zeros_like(sampled)
             classes[: positive.numel()] = target["labels"][matched[positive]] + 1
