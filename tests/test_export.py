@@ -172,3 +172,20 @@ def test_cli_errors_are_one_line_and_leave_no_file(tmp_path, capsys, monkeypatch
                      "--no-simplify"]) == 2
     assert "simulated" in capsys.readouterr().err
     assert list(tmp_path.glob("*.onnx")) == [] and list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_cli_exports_both_flavours_with_the_checkpoints_facts(tmp_path, capsys):
+    model = seeded_model("solov2")
+    checkpoint = tmp_path / "solov2.pt"
+    save_checkpoint(checkpoint, model, CLASSES, Preprocess(input_size=(SIZE, SIZE)))
+    assert cli_main(["export", "--checkpoint", str(checkpoint), "--batch", "2", "--check"]) == 0
+    printed = capsys.readouterr().out
+    for flavour in ("trt", "portable"):
+        path = tmp_path / f"solov2.{flavour}.onnx"
+        info = read_info(path)
+        assert (info.kind, info.flavour, info.class_names) == ("solov2", flavour, CLASSES)
+        assert info.preprocess == Preprocess(input_size=(SIZE, SIZE))
+        graph = onnx.load(path)
+        assert [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim] == [2, 3, SIZE, SIZE]
+        assert str(path) in printed
+    assert printed.count("check: ONNX Runtime matches PyTorch") == 2
