@@ -13,11 +13,6 @@ namespace
 
 constexpr int kTile = 16;
 
-size_t align256(size_t bytes)
-{
-    return (bytes + 255) / 256 * 256;
-}
-
 // Workspace carved into per-stage arrays; all [B, ...], with n = candidates after nms_pre.
 struct Scratch
 {
@@ -31,34 +26,6 @@ struct Scratch
     float* decayed;      // [B, n]
     size_t bytes;
 };
-
-int candidates(MatrixNmsShape const& s, MatrixNmsParams const& p)
-{
-    return (p.nmsPre > 0 && s.numMasks > p.nmsPre) ? p.nmsPre : s.numMasks;
-}
-
-Scratch carve(char* base, MatrixNmsShape const& s, MatrixNmsParams const& p)
-{
-    size_t const b = s.batch;
-    size_t const n = candidates(s, p);
-    Scratch w{};
-    size_t offset = 0;
-    auto take = [&](size_t bytes) {
-        char* at = base == nullptr ? nullptr : base + offset;
-        offset += align256(bytes);
-        return at;
-    };
-    w.scores = reinterpret_cast<float*>(take(b * s.numMasks * sizeof(float)));
-    w.order = reinterpret_cast<int*>(take(b * n * sizeof(int)));
-    w.sortedScores = reinterpret_cast<float*>(take(b * n * sizeof(float)));
-    w.sortedLabels = reinterpret_cast<int*>(take(b * n * sizeof(int)));
-    w.binary = reinterpret_cast<float*>(take(b * n * s.maskSize * sizeof(float)));
-    w.gram = reinterpret_cast<float*>(take(b * n * n * sizeof(float)));
-    w.compensate = reinterpret_cast<float*>(take(b * n * sizeof(float)));
-    w.decayed = reinterpret_cast<float*>(take(b * n * sizeof(float)));
-    w.bytes = offset;
-    return w;
-}
 
 template <typename T>
 __global__ void scoresToFloat(T const* scores, long long total, float* out)
@@ -188,6 +155,47 @@ __global__ void selectSurvivors(int n, int batch, int maxNum, Scratch w, int* co
     }
 }
 
+} // namespace
+
+// Host side: the launches. NVRTC compiles device code only (tests/test_kernels_nvrtc.py compiles the kernels above
+// with it for every target architecture, including those the installed nvcc has dropped), so it skips this part.
+#ifndef __CUDACC_RTC__
+namespace
+{
+
+size_t align256(size_t bytes)
+{
+    return (bytes + 255) / 256 * 256;
+}
+
+int candidates(MatrixNmsShape const& s, MatrixNmsParams const& p)
+{
+    return (p.nmsPre > 0 && s.numMasks > p.nmsPre) ? p.nmsPre : s.numMasks;
+}
+
+Scratch carve(char* base, MatrixNmsShape const& s, MatrixNmsParams const& p)
+{
+    size_t const b = s.batch;
+    size_t const n = candidates(s, p);
+    Scratch w{};
+    size_t offset = 0;
+    auto take = [&](size_t bytes) {
+        char* at = base == nullptr ? nullptr : base + offset;
+        offset += align256(bytes);
+        return at;
+    };
+    w.scores = reinterpret_cast<float*>(take(b * s.numMasks * sizeof(float)));
+    w.order = reinterpret_cast<int*>(take(b * n * sizeof(int)));
+    w.sortedScores = reinterpret_cast<float*>(take(b * n * sizeof(float)));
+    w.sortedLabels = reinterpret_cast<int*>(take(b * n * sizeof(int)));
+    w.binary = reinterpret_cast<float*>(take(b * n * s.maskSize * sizeof(float)));
+    w.gram = reinterpret_cast<float*>(take(b * n * n * sizeof(float)));
+    w.compensate = reinterpret_cast<float*>(take(b * n * sizeof(float)));
+    w.decayed = reinterpret_cast<float*>(take(b * n * sizeof(float)));
+    w.bytes = offset;
+    return w;
+}
+
 template <typename T>
 cudaError_t launch(void const* masks, void const* scores, int const* labels, MatrixNmsShape const& s,
     MatrixNmsParams const& p, int* count, int* keep, void* keptScores, int* keptLabels, void* workspace,
@@ -233,5 +241,7 @@ cudaError_t launchMatrixNms(void const* masks, void const* scores, int const* la
     return fp16 ? launch<__half>(masks, scores, labels, shape, params, count, keep, keptScores, keptLabels, workspace, stream)
                 : launch<float>(masks, scores, labels, shape, params, count, keep, keptScores, keptLabels, workspace, stream);
 }
+
+#endif // __CUDACC_RTC__
 
 } // namespace segtrt

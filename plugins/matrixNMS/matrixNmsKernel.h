@@ -26,6 +26,8 @@ struct MatrixNmsShape
     int maskSize; // H * W
 };
 
+// The host API; NVRTC, which tests/test_kernels_nvrtc.py compiles the kernels with, takes device code only.
+#ifndef __CUDACC_RTC__
 // Bytes of scratch the launch needs (sorted binary masks, their Gram matrix, per-candidate vectors).
 size_t matrixNmsWorkspaceSize(MatrixNmsShape const& shape, MatrixNmsParams const& params);
 
@@ -35,5 +37,6 @@ size_t matrixNmsWorkspaceSize(MatrixNmsShape const& shape, MatrixNmsParams const
 cudaError_t launchMatrixNms(void const* masks, void const* scores, int const* labels, MatrixNmsShape const& shape,
     MatrixNmsParams const& params, bool fp16, int* count, int* keep, void* keptScores, int* keptLabels,
     void* workspace, cudaStream_t stream);
+#endif
 
 } // namespace segtrt

@@ -18,6 +18,14 @@ __global__ void multilevelRoIAlignKernel(FeaturePyramid<T> fp, float const* rois
     }
 }
 
+} // namespace
+
+// Host side: the launches. NVRTC compiles device code only (tests/test_kernels_nvrtc.py compiles the kernels above
+// with it for every target architecture, including those the installed nvcc has dropped), so it skips this part.
+#ifndef __CUDACC_RTC__
+namespace
+{
+
 template <typename T>
 cudaError_t launch(void const* const* features, float const* rois, MultilevelRoIAlignShape const& s,
     LevelMapping const& lm, RoiAlignParams const& p, void* output, cudaStream_t stream)
@@ -47,5 +55,6 @@ cudaError_t launchMultilevelRoIAlign(void const* const* features, float const* r
     return fp16 ? launch<__half>(features, rois, shape, levelMapping, params, output, stream)
                 : launch<float>(features, rois, shape, levelMapping, params, output, stream);
 }
+#endif // __CUDACC_RTC__
 
 } // namespace segtrt
