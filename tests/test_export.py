@@ -157,7 +157,7 @@ def test_cli_errors_are_one_line_and_leave_no_file(tmp_path, capsys, monkeypatch
     checkpoint = tmp_path / "m.pt"
     save_checkpoint(checkpoint, model, CLASSES, Preprocess(input_size=(SIZE, SIZE)))
     assert cli_main(["export", "--checkpoint", str(checkpoint), "--input-size", "100", "128"]) == 2
-    assert "multiple of 64" in capsys.readouterr().err
+    assert "multiple of 32" in capsys.readouterr().err
     assert cli_main(["export", "--checkpoint", str(checkpoint), "--dynamic-batch"]) == 2
     assert "fixed batch" in capsys.readouterr().err
 

@@ -31,7 +31,7 @@ def test_boxes_and_masks_round_trip_to_original():
 def test_preprocess_serialises_and_rejects_bad_values():
     config = Preprocess(input_size=(256, 320))
     assert Preprocess.from_dict(config.to_dict()) == config
-    with pytest.raises(SegtrtError, match="multiple of 64"):
+    with pytest.raises(SegtrtError, match="multiple of 32"):
         Preprocess(input_size=(200, 200))
     with pytest.raises(SegtrtError, match="channel_order"):
         Preprocess(channel_order="RBG")

@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
     batch.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (SOLO/SOLOv2 only)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="input height and width, multiples of 64 (default: the checkpoint's pre-processing)")
+                        help="input height and width, multiples of 32 (default: the checkpoint's pre-processing)")
     parser.add_argument("--simplify", action=argparse.BooleanOptionalAction, default=True,
                         help="simplify with onnxslim (default on)")
     parser.add_argument("--check", action="store_true",

@@ -18,6 +18,7 @@ from segtrt import SegtrtError
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
+SIZE_DIVISOR = 32  # torchvision's and mmdetection's batch padding: 800x1344 is COCO's usual input
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,10 @@ class Preprocess:
         if self.channel_order not in ("RGB", "BGR"):
             raise SegtrtError(f"channel_order must be 'RGB' or 'BGR', not {self.channel_order!r}")
         height, width = self.input_size
-        if height % 64 or width % 64:
+        if height % SIZE_DIVISOR or width % SIZE_DIVISOR:
             raise SegtrtError(
-                f"input size {height}x{width} must be a multiple of 64 (the coarsest pyramid stride)"
+                f"input size {height}x{width} must be a multiple of {SIZE_DIVISOR} (the stride of P5, the "
+                "coarsest level RoIs and masks come from), e.g. 800x1344 or 192x192"
             )
 
     def to_dict(self) -> dict:

@@ -56,7 +56,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--clip-grad", type=float,
                         help="gradient-norm clip, 0 for none (default 10 for maskrcnn, 35 for solo/solov2)")
     parser.add_argument("--input-size", type=int, nargs=2, default=(192, 192), metavar=("H", "W"),
-                        help="model input size, multiples of 64 (default 192 192)")
+                        help="model input size, multiples of 32 (default 192 192)")
     parser.add_argument("--scale-jitter", type=float, nargs=2, default=(0.75, 1.25), metavar=("LOW", "HIGH"),
                         help="range of the random scale around the letterbox size (default 0.75 1.25)")
     parser.add_argument("--copy-paste", type=float, default=0.5, metavar="P",

@@ -50,7 +50,7 @@ EDGE_OPTIONS = {
 class MaskRCNN(nn.Module):
     """Mask R-CNN for `num_classes` object classes (no background class counted).
 
-    Images are [B, 3, H, W] RGB float32 in 0..255 with H, W multiples of 64;
+    Images are [B, 3, H, W] RGB float32 in 0..255 with H, W multiples of 32;
     normalisation happens inside. See segtrt.models for the loss/forward/predict contract.
     """
 
@@ -72,7 +72,6 @@ class MaskRCNN(nn.Module):
         channels, strides = self.backbone.out_channels, tuple(self.backbone.strides)
         self.rpn = RegionProposalNetwork(
             channels,
-            strides,
             self.options["rpn_pre_nms_top_n"],
             self.options["rpn_post_nms_top_n"],
             self.options["rpn_nms_threshold"],
@@ -112,7 +111,7 @@ class MaskRCNN(nn.Module):
         image_size = tuple(images.shape[-2:])
         features = self.features(images)
         logits, deltas = self.rpn.head_outputs(features)
-        anchors = self.rpn.anchors(features)
+        anchors = self.rpn.anchors(features, image_size)
         gt_boxes = [target["boxes"].to(images.device, torch.float32) for target in targets]
         losses = self.rpn.loss(logits, deltas, anchors, gt_boxes)
         proposals, valid = self.rpn.propose(logits, deltas, anchors, image_size)

@@ -32,7 +32,7 @@ SAMPLES_PER_IMAGE, POSITIVE_FRACTION = 256, 0.5
 SMOOTH_L1_BETA = 1.0 / 9
 
 
-def level_anchors(size: int, stride: int, grid_hw: tuple[int, int]) -> torch.Tensor:
+def level_anchors(size: int, stride_hw: tuple[int, int], grid_hw: tuple[int, int]) -> torch.Tensor:
     """Anchors [H*W*A, 4] of one level, ordered (row, column, aspect ratio) like the head's outputs."""
     ratios = torch.tensor(ASPECT_RATIOS)
     height_factor = torch.sqrt(ratios)
@@ -41,8 +41,8 @@ def level_anchors(size: int, stride: int, grid_hw: tuple[int, int]) -> torch.Ten
     base = (torch.stack((-widths, -heights, widths, heights), dim=1) / 2).round()
     grid_h, grid_w = grid_hw
     ys, xs = torch.meshgrid(
-        torch.arange(grid_h, dtype=torch.float32) * stride,
-        torch.arange(grid_w, dtype=torch.float32) * stride,
+        torch.arange(grid_h, dtype=torch.float32) * stride_hw[0],
+        torch.arange(grid_w, dtype=torch.float32) * stride_hw[1],
         indexing="ij",
     )
     xs, ys = xs.reshape(-1), ys.reshape(-1)
@@ -60,20 +60,25 @@ def flatten_level(output: torch.Tensor, values_per_anchor: int) -> torch.Tensor:
 class RegionProposalNetwork(nn.Module):
     """Proposals from pyramid features; `pre_nms_top_n` / `post_nms_top_n` are (train, eval) pairs."""
 
-    def __init__(self, channels: int, strides: tuple[int, ...], pre_nms_top_n, post_nms_top_n, nms_threshold=0.7):
+    def __init__(self, channels: int, pre_nms_top_n, post_nms_top_n, nms_threshold=0.7):
         super().__init__()
         self.head = RPNHead(channels, len(ASPECT_RATIOS))
-        self.strides = tuple(strides)
         self.pre_nms_top_n = tuple(pre_nms_top_n)
         self.post_nms_top_n = tuple(post_nms_top_n)
         self.nms_threshold = nms_threshold
 
-    def anchors(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Anchors [N_l, 4] per level; constants of the input size when exported."""
-        return [
-            level_anchors(size, stride, tuple(feature.shape[-2:])).to(feature.device)
-            for size, stride, feature in zip(ANCHOR_SIZES, self.strides, features)
-        ]
+    def anchors(self, features: list[torch.Tensor], image_size: tuple[int, int]) -> list[torch.Tensor]:
+        """Anchors [N_l, 4] per level; constants of the input size when exported.
+
+        The spacing is image size // grid size per axis, as torchvision's AnchorGenerator: on
+        800x1344 P6 is 13x21 and its anchors are 61 pixels apart vertically, not 64.
+        """
+        anchors = []
+        for size, feature in zip(ANCHOR_SIZES, features):
+            grid_hw = tuple(feature.shape[-2:])
+            stride_hw = (image_size[0] // grid_hw[0], image_size[1] // grid_hw[1])
+            anchors.append(level_anchors(size, stride_hw, grid_hw).to(feature.device))
+        return anchors
 
     def head_outputs(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Objectness logits [B, N_l] and deltas [B, N_l, 4] per level."""
@@ -83,7 +88,7 @@ class RegionProposalNetwork(nn.Module):
     def forward(self, features: list[torch.Tensor], image_size: tuple[int, int]):
         """features P2..P6 -> (proposals [B, P, 4], valid [B, P] bool), P = post_nms_top_n."""
         logits, deltas = self.head_outputs(features)
-        return self.propose(logits, deltas, self.anchors(features), image_size)
+        return self.propose(logits, deltas, self.anchors(features, image_size), image_size)
 
     def propose(self, logits, deltas, anchors, image_size):
         """Top-k per level, clip, NMS per level, keep the best post_nms_top_n (padded; see forward)."""
