@@ -8,6 +8,7 @@ import torch
 import torchvision
 
 from segtrt import SegtrtError
+from segtrt.models import predict
 from segtrt.models.maskrcnn import MaskRCNN, load_torchvision_state_dict, paste_masks
 from segtrt.models.roi_align import MultilevelRoIAlign
 from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -55,7 +56,7 @@ def test_matches_torchvision_detections():
     with torch.no_grad():
         expected = reference([image[0] / 255])[0]
         num_detections, boxes, _, _, box_masks = ours(image)
-    got = ours.predict(image)[0]
+    got = predict(ours, image)[0]
 
     assert len(expected["boxes"]) == len(got["boxes"]) == int(num_detections[0]) == 30
     assert len(np.unique(got["labels"])) == NUM_CLASSES  # the comparison covers every class

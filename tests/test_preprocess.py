@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from segtrt import SegtrtError
-from segtrt.preprocess import Preprocess, boxes_to_original, letterbox, masks_to_original
+from segtrt.postprocess import detections_to_instances
+from segtrt.preprocess import Preprocess, letterbox
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right():
@@ -14,18 +15,22 @@ def test_letterbox_keeps_aspect_and_pads_bottom_right():
     assert (padded[:, 96:] == 0).all()
 
 
-def test_boxes_and_masks_round_trip_to_original():
+def test_letterboxed_detections_map_back_to_the_original_image():
     original = (120, 80)
-    scale = min(192 / 120, 192 / 80)
-    boxes = np.array([[10.0, 20.0, 50.0, 100.0]])
-    np.testing.assert_allclose(boxes_to_original(boxes * scale, scale, original), boxes)
-
-    mask = np.zeros((1, 120, 80), bool)
-    mask[0, 30:90, 20:60] = True
-    letterboxed, _ = letterbox(np.repeat(mask[0, :, :, None].astype(np.uint8), 3, axis=2), (192, 192))
-    back = masks_to_original(letterboxed[None, :, :, 0], scale, original)
-    iou = (back & mask).sum() / (back | mask).sum()
-    assert iou > 0.97
+    mask = np.zeros((120, 80), bool)
+    mask[30:90, 20:60] = True
+    letterboxed, scale = letterbox(np.repeat(mask[:, :, None].astype(np.uint8), 3, axis=2), (192, 192))
+    box = np.array([20.0, 30.0, 60.0, 90.0])
+    outputs = {  # one detection as a model with image-frame masks at full input resolution returns it
+        "num_detections": np.array([1]), "boxes": (box * scale)[None, None].astype(np.float32),
+        "scores": np.ones((1, 1), np.float32), "labels": np.zeros((1, 1), np.int32),
+        "masks": letterboxed[None, None, :, :, 0].astype(np.float32),
+    }
+    (instances,) = detections_to_instances(outputs, "image", (192, 192), scale, original)
+    np.testing.assert_allclose(instances["boxes"][0], box, rtol=1e-6)
+    back = instances["masks"][0]
+    assert back.shape == original
+    assert (back & mask).sum() / (back | mask).sum() > 0.97
 
 
 def test_preprocess_serialises_and_rejects_bad_values():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from segtrt import SegtrtError
-from segtrt.models import build_model
+from segtrt.models import build_model, predict
 from segtrt.models.matrix_nms import MatrixNMS, matrix_nms
 from segtrt.models.mmdet_keys import load_mmdet_state_dict, mmdet_to_segtrt
 from segtrt.models.solo_targets import assign_targets
@@ -292,16 +292,16 @@ def test_forward_contract_shapes_and_padding(kind):
     assert count.dtype == torch.int32 and count.shape == (2,)
     assert boxes.dtype == torch.float32 and boxes.shape == (2, 20, 4)
     assert scores.shape == (2, 20) and labels.dtype == torch.int32 and labels.shape == (2, 20)
-    assert masks.dtype == torch.float32 and masks.shape == (2, 20, 64, 128)
+    assert masks.dtype == torch.float32 and masks.shape == (2, 20, 16, 32)  # the mask-feature stride 4
     for image in range(2):
         n = int(count[image])
         assert (scores[image, :n] > 0).all() and scores[image, n:].eq(0).all()
         assert labels[image, n:].eq(-1).all() and ((labels[image, :n] >= 0) & (labels[image, :n] < 3)).all()
         assert masks[image, n:].eq(0).all() and boxes[image, n:].eq(0).all()
         assert (scores[image, :n].diff() <= 0).all()
-    results = model.predict(images)
+    results = predict(model, images)
     assert len(results) == 2 and results[0]["masks"].dtype == bool
-    assert results[0]["masks"].shape == (int(count[0]), 64, 128)
+    assert results[0]["masks"].shape == (int(count[0]), 64, 128)  # pasted at the input size
 
 
 def test_forward_boxes_are_the_tight_boxes_of_the_masks():
@@ -309,8 +309,9 @@ def test_forward_boxes_are_the_tight_boxes_of_the_masks():
     model = build_model("solov2", num_classes=2, backbone="edge", score_thr=0.0, filter_thr=0.0).eval()
     with torch.no_grad():
         count, boxes, _, _, masks = model(torch.rand(1, 3, 128, 128) * 255)
+    full_size = torch.nn.functional.interpolate(masks, size=(128, 128), mode="bilinear", align_corners=False)
     for index in range(int(count[0])):
-        ys, xs = np.nonzero(masks[0, index].numpy() > 0.5)
+        ys, xs = np.nonzero(full_size[0, index].numpy() > 0.5)
         if len(ys):
             assert boxes[0, index].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
 
@@ -331,4 +332,4 @@ def test_edge_solov2_exports_to_onnx():
     graph = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(graph)
     shapes = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.graph.output}
-    assert shapes["masks"] == [1, 100, 192, 192] and shapes["num_detections"] == [1]
+    assert shapes["masks"] == [1, 100, 48, 48] and shapes["num_detections"] == [1]

@@ -1,7 +1,7 @@
 """Training loop tests.
 
 The exact-resume test uses a tiny stand-in model that follows the segtrt model
-contract (loss / forward / predict, kind, options), so it runs in a second; the
+contract (loss / forward, kind, options), so it runs in a second; the
 end-to-end test trains the real SOLO for one iteration and evaluates it via the CLI.
 """
 

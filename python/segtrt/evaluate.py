@@ -95,24 +95,16 @@ def evaluate_predictions(coco_gt, predictions: list[dict], category_ids=None) ->
 
 
 def evaluate_checkpoint(checkpoint, data, images=None, batch_size: int = 4, progress=True) -> dict:
-    """A segtrt checkpoint in PyTorch over a dataset: letterbox -> model.predict -> original coordinates."""
-    import torch
-
+    """A segtrt checkpoint in PyTorch over a dataset, post-processed exactly as an exported model's outputs."""
     from segtrt.checkpoint import load_checkpoint
-    from segtrt.preprocess import boxes_to_original, masks_to_original
+    from segtrt.models import predict
 
     model, meta = load_checkpoint(checkpoint)
 
-    def predict(batch, scales, sizes):
-        with torch.inference_mode():
-            outputs = model.predict(torch.from_numpy(batch))
-        return [
-            dict(output, boxes=boxes_to_original(np.asarray(output["boxes"], np.float64), scale, hw),
-                 masks=masks_to_original(output["masks"], scale, hw))
-            for output, scale, hw in zip(outputs, scales, sizes)
-        ]
+    def predict_batch(batch, scales, sizes):
+        return predict(model, batch, scales, sizes)
 
-    return _evaluate_backend(predict, meta["class_names"], meta["preprocess"], data, images, batch_size, progress)
+    return _evaluate_backend(predict_batch, meta["class_names"], meta["preprocess"], data, images, batch_size, progress)
 
 
 def evaluate_onnx(path, data, images=None, batch_size: int = 1, progress=True) -> dict:
@@ -132,7 +124,7 @@ def evaluate_onnx(path, data, images=None, batch_size: int = 1, progress=True) -
         if count < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)])
             scales, sizes = [*scales, *[1.0] * (batch_size - count)], [*sizes, *[sizes[0]] * (batch_size - count)]
-        return detections_to_instances(run(session, batch), info, scales, sizes)[:count]
+        return detections_to_instances(run(session, batch), info.mask_frame, info.preprocess.input_size, scales, sizes)[:count]
 
     return _evaluate_backend(predict, info.class_names, info.preprocess, data, images, batch_size, progress)
 

@@ -16,12 +16,13 @@ import numpy as np
 MASK_THRESHOLD = 0.5
 
 
-def detections_to_instances(outputs: dict, info, scale, original_hw) -> list[dict]:
+def detections_to_instances(outputs: dict, mask_frame: str, input_hw, scale, original_hw) -> list[dict]:
     """Per image {"boxes" float32 [n, 4], "scores" [n], "labels" int64 [n], "masks" bool [n, h, w]}.
 
     outputs: the contract's arrays by name (num_detections [B], boxes [B, D, 4] input
         pixels, scores [B, D], labels [B, D], masks [B, D, Hm, Wm] probabilities).
-    info: the file's segtrt.onnx_meta.ModelInfo (mask_frame, preprocess.input_size).
+    mask_frame, input_hw: what a mask row spans and the model's input (H, W), as an
+        ONNX file's ModelInfo records them (`info.mask_frame`, `info.preprocess.input_size`).
     scale, original_hw: the letterbox scale and the original (h, w), one per image or
         one for the whole batch.
     """
@@ -36,10 +37,10 @@ def detections_to_instances(outputs: dict, info, scale, original_hw) -> list[dic
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
         masks = outputs["masks"][image, :n]
-        if info.mask_frame == "box":
+        if mask_frame == "box":
             pasted = paste_box_masks(masks, boxes, (height, width))
         else:
-            pasted = paste_image_masks(masks, boxes, scales[image], info.preprocess.input_size, (height, width))
+            pasted = paste_image_masks(masks, boxes, scales[image], input_hw, (height, width))
         results.append({
             "boxes": boxes.astype(np.float32),
             "scores": outputs["scores"][image, :n].astype(np.float32),

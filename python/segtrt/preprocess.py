@@ -76,33 +76,6 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], pad_value: int = 0
     return padded, scale
 
 
-def boxes_to_original(boxes: np.ndarray, scale: float, original_hw: tuple[int, int]) -> np.ndarray:
-    """Map boxes [n, 4] (x1, y1, x2, y2) from letterboxed input pixels back to the original image."""
-    height, width = original_hw
-    out = boxes / scale
-    out[:, 0::2] = out[:, 0::2].clip(0, width)
-    out[:, 1::2] = out[:, 1::2].clip(0, height)
-    return out
-
-
-def masks_to_original(masks: np.ndarray, scale: float, original_hw: tuple[int, int]) -> np.ndarray:
-    """Map masks [n, H, W] at input resolution back to bool masks [n, h, w] of the original image.
-
-    The padded border is cropped first, then the valid region is resized, so a mask
-    is never stretched over padding.
-    """
-    import cv2
-
-    height, width = original_hw
-    valid_h = max(1, round(height * scale))
-    valid_w = max(1, round(width * scale))
-    out = np.zeros((len(masks), height, width), dtype=bool)
-    for index, mask in enumerate(masks):
-        crop = mask[:valid_h, :valid_w].astype(np.float32)
-        out[index] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
-    return out
-
-
 def to_model_input(images: list[np.ndarray], preprocess: Preprocess) -> tuple[np.ndarray, list[float]]:
     """RGB uint8 images [h, w, 3] -> the model input [B, 3, H, W] float32 and each image's letterbox scale.
 

@@ -103,13 +103,13 @@ def trace_to_onnx(model, flavour, class_names, preprocess, batch_size=1, dynamic
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch_size, 3, height, width, generator=generator) * 255
     model.eval()
-    is_solo = model.kind in ("solo", "solov2")
     swap = plugin_nodes(model, dynamic_batch) if flavour == "trt" else contextlib.nullcontext()
     buffer = io.BytesIO()
-    with _masks_at_feature_stride(model, is_solo), swap, torch.no_grad():
+    with swap, torch.no_grad():
         outputs = model(images)
         torch.onnx.export(
-            model, (images,), buffer, dynamo=False, opset_version=OPSET, custom_opsets={PLUGIN_DOMAIN: 1},
+            model, (images,), buffer, dynamo=False, opset_version=OPSET,
+            custom_opsets={PLUGIN_DOMAIN: 1} if flavour == "trt" else None,
             input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_axes={name: {0: BATCH_DIM} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic_batch else None,
         )
@@ -123,7 +123,7 @@ def trace_to_onnx(model, flavour, class_names, preprocess, batch_size=1, dynamic
         preprocess=preprocess,
         max_detections=int(outputs[1].shape[1]),
         mask_size=tuple(int(size) for size in outputs[4].shape[-2:]),
-        mask_frame="image" if is_solo else "box",
+        mask_frame=model.mask_frame,
     )
     return graph, info
 
@@ -168,18 +168,3 @@ def _set_shape(value, dims) -> None:
             dim.dim_param = size
         else:
             dim.dim_value = int(size)
-
-
-class _masks_at_feature_stride:
-    """Within the block, a SOLO model emits masks at the mask-feature stride (see SOLO's full_size_masks)."""
-
-    def __init__(self, model, active: bool):
-        self.model, self.active = model, active
-
-    def __enter__(self):
-        if self.active:
-            self.model.full_size_masks = False
-
-    def __exit__(self, *exc):
-        if self.active:
-            del self.model.full_size_masks  # back to the class default

@@ -1,8 +1,8 @@
 """Do PyTorch and the exported ONNX files (in ONNX Runtime) give the same detections?
 
-Each image is letterboxed once; PyTorch's `model.predict` is mapped back to the
-original image as `segtrt eval` does, each ONNX file's outputs go through
-`segtrt.postprocess.detections_to_instances`. Detections are compared row by row
+Each image is letterboxed once; PyTorch's deployable outputs and each ONNX file's
+go through the same `segtrt.postprocess.detections_to_instances`, so what is
+compared is the graphs. Detections are compared row by row
 (both are sorted by score): same count and labels, boxes within BOX_RTOL relative
 (of max(|coordinate|, 1 px)), mask IoU >= MIN_MASK_IOU per instance, and the mask
 AP of each backend (segtrt.evaluate) within AP_TOLERANCE of PyTorch's.
@@ -67,14 +67,14 @@ def run_parity(model, onnx_paths: dict, dataset, image_ids=None, progress=False)
     "backends": {name: {"detections", "mask_AP", "box_AP", "worst_box_rel", "worst_mask_iou",
     "count_mismatches", "label_mismatches", "passed"}}} with "pytorch" the reference.
     """
-    import torch
     from tqdm import tqdm
 
     from segtrt.evaluate import evaluate_predictions
     from segtrt.onnx_meta import read_info
     from segtrt.ort_runtime import create_session, run
     from segtrt.postprocess import detections_to_instances
-    from segtrt.preprocess import boxes_to_original, masks_to_original, to_model_input
+    from segtrt.models import predict
+    from segtrt.preprocess import to_model_input
 
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
     sessions = {name: (create_session(path), read_info(path)) for name, path in onnx_paths.items()}
@@ -86,17 +86,11 @@ def run_parity(model, onnx_paths: dict, dataset, image_ids=None, progress=False)
         original = dataset.load_image(image_id)
         hw = original.shape[:2]
         batch, (scale,) = to_model_input([original], preprocess)
-        with torch.no_grad():
-            output = model.predict(torch.from_numpy(batch))[0]
-        reference = {
-            "boxes": boxes_to_original(np.asarray(output["boxes"], np.float64), scale, hw).astype(np.float32),
-            "scores": output["scores"],
-            "labels": np.asarray(output["labels"], np.int64),
-            "masks": masks_to_original(output["masks"], scale, hw),
-        }
+        reference = predict(model, batch, scale, [hw])[0]
         predictions["pytorch"].append(dict(reference, image_id=image_id))
         for name, (session, info) in sessions.items():
-            instances = detections_to_instances(run(session, batch), info, scale, hw)[0]
+            instances = detections_to_instances(run(session, batch), info.mask_frame, info.preprocess.input_size,
+                                                scale, hw)[0]
             predictions[name].append(dict(instances, image_id=image_id))
             comparisons[name].append(compare_instances(reference, instances))
 

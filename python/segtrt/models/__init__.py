@@ -1,14 +1,19 @@
 """The three segmentation models behind one constructor.
 
 Every model follows the same contract (see docs in each class): `loss(images,
-targets)` for training, `forward(images)` for the fixed-shape deployable pass, and
-`predict(images)` for evaluation. Images are letterboxed RGB float32 in 0..255,
-[B, 3, H, W]; normalisation happens inside the model.
+targets)` for training and `forward(images)` for the fixed-shape deployable pass,
+whose outputs are the exported graph's (README "Output contract"; `mask_frame`
+says what a mask row spans). Images are letterboxed RGB float32 in 0..255,
+[B, 3, H, W]; normalisation happens inside the model. `predict` turns the
+deployable outputs into instances with the post-processing every exported backend
+uses, so PyTorch is scored exactly like ONNX Runtime or TensorRT.
 """
 
 from __future__ import annotations
 
 import importlib
+
+import numpy as np
 
 from segtrt import SegtrtError
 
@@ -32,3 +37,32 @@ def build_model(kind: str, num_classes: int, backbone: str = "edge", **options):
     if num_classes < 1:
         raise SegtrtError(f"num_classes must be at least 1, got {num_classes}")
     return model_class(kind)(num_classes=num_classes, backbone=backbone, **options)
+
+
+def deployable_outputs(model, images) -> dict[str, np.ndarray]:
+    """The deployable forward (eval mode, no autograd) on images [B, 3, H, W] -> the contract's arrays by name."""
+    import torch
+
+    from segtrt.onnx_meta import OUTPUT_NAMES
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            outputs = model(torch.as_tensor(images))
+    finally:
+        model.train(was_training)
+    return {name: output.cpu().numpy() for name, output in zip(OUTPUT_NAMES, outputs)}
+
+
+def predict(model, images, scales=1.0, original_sizes=None) -> list[dict]:
+    """Instances per image {"boxes", "scores", "labels", "masks" bool [n, h, w]} in original pixels.
+
+    images: letterboxed [B, 3, H, W]; scales and original_sizes: each image's letterbox
+    scale and (h, w), by default the input itself.
+    """
+    from segtrt.postprocess import detections_to_instances
+
+    input_hw = tuple(images.shape[-2:])
+    original_sizes = [input_hw] * len(images) if original_sizes is None else original_sizes
+    return detections_to_instances(deployable_outputs(model, images), model.mask_frame, input_hw, scales, original_sizes)

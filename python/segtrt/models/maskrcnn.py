@@ -10,7 +10,6 @@ so a torchvision state dict loads unchanged: see `load_torchvision_state_dict`.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,10 +50,11 @@ class MaskRCNN(nn.Module):
     """Mask R-CNN for `num_classes` object classes (no background class counted).
 
     Images are [B, 3, H, W] RGB float32 in 0..255 with H, W multiples of 32;
-    normalisation happens inside. See segtrt.models for the loss/forward/predict contract.
+    normalisation happens inside. See segtrt.models for the loss/forward contract.
     """
 
     kind = "maskrcnn"
+    mask_frame = "box"  # forward's 28x28 masks each span their own box
 
     def __init__(self, num_classes: int, backbone: str = "edge", **options):
         super().__init__()
@@ -122,30 +122,6 @@ class MaskRCNN(nn.Module):
         ]
         losses.update(self.roi_heads.loss(features[:4], proposals, targets))
         return losses
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> list[dict[str, np.ndarray]]:
-        """Per-image numpy detections {"boxes", "scores", "labels", "masks" bool [n, H, W]}."""
-        was_training = self.training
-        self.eval()
-        try:
-            num_detections, boxes, scores, labels, masks = self(images)
-        finally:
-            self.train(was_training)
-        results = []
-        for count, image_boxes, image_scores, image_labels, image_masks in zip(
-            num_detections.tolist(), boxes, scores, labels, masks
-        ):
-            pasted = paste_masks(image_masks[:count], image_boxes[:count], tuple(images.shape[-2:]))
-            results.append(
-                {
-                    "boxes": image_boxes[:count].cpu().numpy(),
-                    "scores": image_scores[:count].cpu().numpy(),
-                    "labels": image_labels[:count].cpu().numpy().astype(np.int64),
-                    "masks": (pasted >= 0.5).cpu().numpy(),
-                }
-            )
-        return results
 
 
 def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:

@@ -94,10 +94,7 @@ class _SOLOBase(nn.Module):
     """
 
     kind = ""
-    # forward's masks at input size H x W (True), or at the mask-feature stride 4,
-    # H/4 x W/4 (False: the export stage's choice, to keep a stream's outputs small;
-    # boxes are the same either way).
-    full_size_masks = True
+    mask_frame = "image"  # forward's masks span the letterboxed input, at the mask-feature stride 4
 
     def __init__(self, num_classes: int, backbone: str = "edge", **options):
         super().__init__()
@@ -128,10 +125,11 @@ class _SOLOBase(nn.Module):
     # ---- deployable pass -------------------------------------------------------------
 
     def forward(self, images: torch.Tensor):
-        """Fixed-shape detections (see segtrt.models): masks are probabilities at input size H x W.
+        """Fixed-shape detections (see segtrt.models).
 
         Returns (num_detections int32 [B], boxes [B, D, 4], scores [B, D], labels int32 [B, D],
-        masks [B, D, H, W], or [B, D, H/4, W/4] when `full_size_masks` is False).
+        masks [B, D, H/4, W/4] probabilities at the mask-feature stride: a quarter of the
+        pixels to move off the GPU; boxes come from the masks upsampled to H x W).
         """
         opts = self.options
         batch, _, height, width = images.shape
@@ -158,31 +156,11 @@ class _SOLOBase(nn.Module):
         masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
         full_size = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
         boxes = masks_to_boxes(full_size > opts["mask_thr"])
-        return count, boxes, det_scores, det_labels.to(torch.int32), full_size if self.full_size_masks else masks
+        return count, boxes, det_scores, det_labels.to(torch.int32), masks
 
     def _candidate_masks(self, head_outputs, cells: torch.Tensor) -> torch.Tensor:
         """Mask probabilities [B, K, H/4, W/4] of the grid cells [B, K] (indices over the whole pyramid)."""
         raise NotImplementedError
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> list[dict]:
-        """Per image: {"boxes" [n, 4], "scores" [n], "labels" [n], "masks" bool [n, H, W]} as numpy."""
-        was_training = self.training
-        self.eval()
-        try:
-            count, boxes, scores, labels, masks = self(images)
-        finally:
-            self.train(was_training)
-        results = []
-        for index in range(images.shape[0]):
-            n = int(count[index])
-            results.append({
-                "boxes": boxes[index, :n].numpy(),
-                "scores": scores[index, :n].numpy(),
-                "labels": labels[index, :n].numpy(),
-                "masks": (masks[index, :n] > self.options["mask_thr"]).numpy(),
-            })
-        return results
 
     # ---- training --------------------------------------------------------------------
 
