@@ -3,10 +3,14 @@
 nodes on the CPU twins) over a dataset. Prints a table and writes JSON.
 
     python export/parity.py --checkpoint runs/maskrcnn/model.pt --data data/val
-    python export/parity.py --model solov2 --full-size --data data/val --images-limit 3
+    segtrt synth --out data/val_fullsize --num-images 3 --seed 1000 --size 800 1344
+    python export/parity.py --model solov2 --full-size --data data/val_fullsize --images-limit 2
 
 --full-size: seeded random weights of the full-size architecture (Mask R-CNN R50-FPN at
 800x1344, SOLOv2/SOLO R50 at 800x1344) with the classifier biased so detections exist.
+Give it images of that size: random weights see a letterbox's constant padding as
+thousands of identical RoIs with exactly equal scores, and which of them survive
+then depends on each runtime's tie-breaking, not on the graph.
 """
 
 from __future__ import annotations
