@@ -2,7 +2,6 @@
 accuracy table is their committed `segtrt eval --json` measurement, digit for digit."""
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from functools import partial
 
 import numpy as np
 
@@ -100,11 +101,8 @@ def evaluate_checkpoint(checkpoint, data, images=None, batch_size: int = 4, prog
     from segtrt.models import predict
 
     model, meta = load_checkpoint(checkpoint)
-
-    def predict_batch(batch, scales, sizes):
-        return predict(model, batch, scales, sizes)
-
-    return _evaluate_backend(predict_batch, meta["class_names"], meta["preprocess"], data, images, batch_size, progress)
+    return _evaluate_backend(partial(predict, model), meta["class_names"], meta["preprocess"], data, images,
+                             batch_size, progress)
 
 
 def evaluate_onnx(path, data, images=None, batch_size: int = 1, progress=True) -> dict:
@@ -124,7 +122,8 @@ def evaluate_onnx(path, data, images=None, batch_size: int = 1, progress=True) -
         if count < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)])
             scales, sizes = [*scales, *[1.0] * (batch_size - count)], [*sizes, *[sizes[0]] * (batch_size - count)]
-        return detections_to_instances(run(session, batch), info.mask_frame, info.preprocess.input_size, scales, sizes)[:count]
+        outputs = run(session, batch)
+        return detections_to_instances(outputs, info.mask_frame, info.preprocess.input_size, scales, sizes)[:count]
 
     return _evaluate_backend(predict, info.class_names, info.preprocess, data, images, batch_size, progress)
 

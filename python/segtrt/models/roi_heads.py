@@ -49,7 +49,7 @@ class RoIHeads(nn.Module):
         nms_threshold: float,
         max_detections: int,
         max_candidates: int,
-        samples_per_image: int = 512,
+        samples_per_image: int,
     ):
         super().__init__()
         self.box_roi_pool = MultilevelRoIAlign(7, strides, sampling_ratio=2, aligned=False)
