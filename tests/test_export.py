@@ -5,7 +5,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import torch.nn.functional as F
 
 from segtrt import SegtrtError
 from segtrt.checkpoint import save_checkpoint
@@ -13,10 +12,8 @@ from segtrt.cli import main as cli_main
 from segtrt.export import export_onnx
 from segtrt.export.parity import run_parity
 from segtrt.models import build_model
-from segtrt.models.maskrcnn import paste_masks
 from segtrt.onnx_meta import PLUGIN_DOMAIN, read_info
 from segtrt.ort_runtime import create_session, run
-from segtrt.postprocess import paste_box_masks, paste_image_masks
 from segtrt.preprocess import Preprocess
 
 SIZE = 128
@@ -124,30 +121,6 @@ def test_matrix_nms_node_dtypes_and_dynamic_batch(tmp_path):
     np.testing.assert_array_equal(outputs["num_detections"], expected[0].numpy())
     np.testing.assert_array_equal(outputs["labels"], expected[3].numpy())
     np.testing.assert_allclose(outputs["boxes"], expected[1].numpy(), atol=1e-3)
-
-
-def test_box_masks_paste_like_the_model():
-    generator = torch.Generator().manual_seed(0)
-    masks = torch.rand(6, 28, 28, generator=generator)
-    boxes = torch.tensor([[3.2, 4.7, 50.1, 40.0], [0, 0, 127.9, 127.9], [60.5, 10, 61.5, 90], [100, 100, 140, 130],
-                          [10, 10, 12, 12], [20.3, 30.8, 90.6, 31.9]]).clamp(0, 128)  # model boxes are clipped
-    expected = (paste_masks(masks, boxes, (128, 128)) >= 0.5).numpy()
-    actual = paste_box_masks(masks.numpy(), boxes.numpy(), (128, 128))
-    assert (actual != expected).sum() <= 2  # float32 vs float64 rounding at a bin edge
-
-
-def test_image_masks_paste_like_interpolate_inside_the_box():
-    masks = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(1))
-    full = F.interpolate(masks[None], size=(128, 192), mode="bilinear", align_corners=False)[0] > 0.5
-    boxes = np.array([[0, 0, 192, 128], [10.0, 20.0, 60.0, 100.0], [100, 5, 191, 60]], np.float32)
-    actual = paste_image_masks(masks.numpy(), boxes, 1.0, (128, 192), (128, 192))
-    for mask, box, expected in zip(actual, boxes.astype(int), full.numpy()):
-        inside = np.zeros_like(expected)
-        inside[box[1] : box[3], box[0] : box[2]] = True
-        np.testing.assert_array_equal(mask[inside], expected[inside])
-        margin = np.zeros_like(expected)
-        margin[max(box[1] - 1, 0) : box[3] + 1, max(box[0] - 1, 0) : box[2] + 1] = True
-        assert not mask[~margin].any()  # only the box (and its 1-pixel margin) is computed
 
 
 def test_cli_errors_are_one_line_and_leave_no_file(tmp_path, capsys, monkeypatch):

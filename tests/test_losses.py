@@ -54,7 +54,7 @@ def _two_object_image(size=128):
 
 
 # SOLO's per-cell mask channels start at the 1 % prior, so its dice loss moves slowly at first.
-@pytest.mark.parametrize("kind, cls_ratio, mask_drop", [("solov2", 0.3, 1.0), ("solo", 0.3, 0.01)])
+@pytest.mark.parametrize("kind, cls_ratio, mask_drop", [("solov2", 0.3, 0.9), ("solo", 0.3, 0.01)])
 def test_losses_decrease_when_training(kind, cls_ratio, mask_drop):
     torch.manual_seed(0)
     images, targets = _two_object_image()

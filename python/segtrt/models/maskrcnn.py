@@ -11,7 +11,6 @@ so a torchvision state dict loads unchanged: see `load_torchvision_state_dict`.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from segtrt import SegtrtError
@@ -122,46 +121,6 @@ class MaskRCNN(nn.Module):
         ]
         losses.update(self.roi_heads.loss(features[:4], proposals, targets))
         return losses
-
-
-def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """Paste box-relative masks [n, M, M] into images: [n, H, W] probabilities.
-
-    As torchvision's paste_masks_in_image: the mask gets a one-pixel zero border
-    and its box grows by (M+2)/M to match, the box is rounded to whole pixels
-    (inclusive corners), and the mask is bilinearly resized onto it. Bilinear
-    resizing is separable, so each mask becomes rows @ mask @ columns^T with
-    interpolation matrices that are zero outside the box.
-    """
-    size = masks.shape[-1]
-    padded = F.pad(masks, (1, 1, 1, 1))
-    scale = (size + 2) / size
-    center = (boxes[:, :2] + boxes[:, 2:]) * 0.5
-    half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
-    corners = torch.cat((center - half, center + half), dim=1).to(torch.int64)
-    height, width = image_size
-    rows = _interpolation_matrix(corners[:, 1], corners[:, 3], height, size + 2)
-    columns = _interpolation_matrix(corners[:, 0], corners[:, 2], width, size + 2)
-    return rows @ padded @ columns.transpose(1, 2)
-
-
-def _interpolation_matrix(start: torch.Tensor, end: torch.Tensor, length: int, source: int) -> torch.Tensor:
-    """Weights [n, length, source] resizing `source` samples onto pixels start..end (inclusive).
-
-    F.interpolate's bilinear rule (align_corners=False): pixel j of an extent of
-    e pixels reads source position (j + 0.5) * source / e - 0.5, clamped at 0.
-    """
-    extent = (end - start + 1).clamp(min=1).to(torch.float32)[:, None]
-    pixels = torch.arange(length, device=start.device)[None]
-    local = (pixels - start[:, None]).to(torch.float32)
-    position = ((local + 0.5) * (source / extent) - 0.5).clamp(min=0)
-    lower = position.floor().clamp(max=source - 1)
-    fraction = position - lower
-    upper = (lower + 1).clamp(max=source - 1)
-    weights = F.one_hot(lower.long(), source) * (1 - fraction)[..., None]
-    weights = weights + F.one_hot(upper.long(), source) * fraction[..., None]
-    inside = (pixels >= start[:, None]) & (pixels <= end[:, None])
-    return weights * inside[..., None]
 
 
 def load_torchvision_state_dict(model: MaskRCNN, state_dict: dict) -> None:
