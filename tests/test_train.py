@@ -128,3 +128,31 @@ def test_train_then_eval_real_solo_through_the_cli(data, tmp_path):
     assert set(metrics["segm"]) == set(metrics["bbox"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert all(-1 <= value <= 1 for value in list(metrics["segm"].values()) + list(metrics["bbox"].values()))
     assert np.isfinite(metrics["boundary_f"])
+
+
+def test_init_from_copies_the_weights_that_fit(tmp_path):
+    from segtrt.checkpoint import save_checkpoint
+    from segtrt.models import build_model
+    from segtrt.preprocess import Preprocess
+    from segtrt.train import initialise_from
+
+    torch.manual_seed(0)
+    donor = build_model("solov2", 2, "edge")
+    save_checkpoint(tmp_path / "solov2.pt", donor, ["a", "b"], Preprocess(input_size=(64, 64)), half=True)
+    torch.manual_seed(1)
+    model = build_model("solo", 2, "edge")
+    fresh = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+    copied, total = initialise_from(model, tmp_path / "solov2.pt")
+
+    state, donor_state = model.state_dict(), donor.state_dict()
+    assert 0 < copied < total
+    for name, tensor in state.items():
+        fits = name in donor_state and donor_state[name].shape == tensor.shape
+        expected = fresh[name]
+        if fits:  # the donor was saved in float16
+            expected = donor_state[name].half().float() if tensor.is_floating_point() else donor_state[name]
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=0, msg=name)
+    assert any(name.startswith("backbone") for name in donor_state)  # the backbone is among the copied
+    with pytest.raises(SegtrtError, match="does not exist"):
+        initialise_from(model, tmp_path / "missing.pt")

@@ -62,6 +62,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--copy-paste", type=float, default=0.5, metavar="P",
                         help="copy-paste probability (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--init-from", metavar="CKPT",
+                        help="start from another segtrt checkpoint's weights wherever names and shapes agree "
+                             "(e.g. a trained SOLOv2's backbone, FPN and category branch for a SOLO)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out with its recipe")
     parser.add_argument("--checkpoint-every", type=int, default=100,
                         help="iterations between checkpoints (default 100)")
@@ -88,6 +91,7 @@ def main(args) -> int:
         "scale_jitter": list(args.scale_jitter),
         "copy_paste": args.copy_paste,
         "seed": args.seed,
+        "init_from": args.init_from,
     }
     train(recipe, args.data, args.out, args.iterations, images=args.images, resume=args.resume,
           checkpoint_every=args.checkpoint_every, minutes=args.minutes, threads=args.threads)
@@ -165,6 +169,9 @@ def train(recipe: dict, data, out, iterations: int | None = None, images=None, r
         model.load_state_dict(checkpoint["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["iteration"]
+    elif recipe.get("init_from"):
+        copied, total = initialise_from(model, recipe["init_from"])
+        print(f"initialised {copied} of {total} weights ({copied / total:.0%}) from {recipe['init_from']}")
     model.train()
     augment = TrainAugment(preprocess.input_size, tuple(recipe["scale_jitter"]),
                            copy_paste_probability=recipe["copy_paste"])
@@ -200,6 +207,25 @@ def train(recipe: dict, data, out, iterations: int | None = None, images=None, r
         _restore_sigterm(previous_sigterm)
     save(iteration)
     return model
+
+
+def initialise_from(model, path) -> tuple[int, int]:
+    """Copy the tensors of checkpoint `path` whose names and shapes match `model`'s.
+
+    Returns (values copied, values in the model).
+    """
+    from segtrt.checkpoint import read_checkpoint
+
+    own = model.state_dict()
+    fitting = {
+        name: tensor.to(own[name].dtype)
+        for name, tensor in read_checkpoint(path)["state_dict"].items()
+        if name in own and own[name].shape == tensor.shape
+    }
+    if not fitting:
+        raise SegtrtError(f"no weights of {path} fit a {model.kind} model (every name or shape differs)")
+    model.load_state_dict(fitting, strict=False)
+    return sum(t.numel() for t in fitting.values()), sum(t.numel() for t in own.values())
 
 
 def _step(model, optimizer, dataset, augment, recipe, iteration: int, total: int) -> dict:
