@@ -54,11 +54,13 @@ def _two_object_image(size=128):
 
 
 # SOLO's per-cell mask channels start at the 1 % prior, so its dice loss moves slowly at first.
-@pytest.mark.parametrize("kind, cls_ratio, mask_drop", [("solov2", 0.3, 0.9), ("solo", 0.3, 0.01)])
-def test_losses_decrease_when_training(kind, cls_ratio, mask_drop):
+@pytest.mark.parametrize("kind, options, cls_ratio, mask_drop", [
+    ("solov2", {}, 0.3, 0.9), ("solo", {}, 0.3, 0.01), ("solo", {"decoupled": False}, 0.3, 0.01)
+])
+def test_losses_decrease_when_training(kind, options, cls_ratio, mask_drop):
     torch.manual_seed(0)
     images, targets = _two_object_image()
-    model = build_model(kind, num_classes=2, backbone="edge").train()
+    model = build_model(kind, num_classes=2, backbone="edge", **options).train()
     # a large first step (Adam 1e-3, SGD 5e-3 without warm-up) saturates the masks at 0
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     history = []

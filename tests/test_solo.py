@@ -282,14 +282,26 @@ def test_targets_centre_cells_and_scale_levels():
 # deployable pass
 
 
-@pytest.mark.parametrize("kind", ["solov2", "solo"])
-def test_forward_contract_shapes_and_padding(kind):
+def _with_detections(model):
+    """Random weights biased so that cells score and their masks cover something."""
+    with torch.no_grad():
+        model.mask_head.conv_cls.bias.fill_(0.0)
+        for name, parameter in model.mask_head.named_parameters():
+            if name.startswith("conv_mask_list") and name.endswith("bias"):
+                parameter.fill_(2.0)
+    return model
+
+
+@pytest.mark.parametrize("kind, options", [("solov2", {}), ("solo", {}), ("solo", {"decoupled": False})])
+def test_forward_contract_shapes_and_padding(kind, options):
     torch.manual_seed(0)
-    model = build_model(kind, num_classes=3, backbone="edge", max_detections=20, score_thr=0.0, filter_thr=0.0).eval()
+    model = build_model(kind, num_classes=3, backbone="edge", max_detections=20, score_thr=0.0, filter_thr=0.0,
+                        **options).eval()
+    _with_detections(model)
     images = torch.rand(2, 3, 64, 128) * 255
     with torch.no_grad():
         count, boxes, scores, labels, masks = model(images)
-    assert count.dtype == torch.int32 and count.shape == (2,)
+    assert count.dtype == torch.int32 and count.shape == (2,) and (count > 0).all()
     assert boxes.dtype == torch.float32 and boxes.shape == (2, 20, 4)
     assert scores.shape == (2, 20) and labels.dtype == torch.int32 and labels.shape == (2, 20)
     assert masks.dtype == torch.float32 and masks.shape == (2, 20, 16, 32)  # the mask-feature stride 4
@@ -333,3 +345,21 @@ def test_edge_solov2_exports_to_onnx():
     onnx.checker.check_model(graph)
     shapes = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.graph.output}
     assert shapes["masks"] == [1, 100, 48, 48] and shapes["num_detections"] == [1]
+
+
+def test_decoupled_solo_deploys_the_masks_it_trains():
+    """The deployable pass's cell -> (column, row) channel lookup matches the training path's
+    (levels 0 and 1 are already at stride 4, so the two agree exactly there)."""
+    torch.manual_seed(0)
+    model = _with_detections(build_model("solo", num_classes=3, backbone="edge")).eval()
+    assert model.options["decoupled"]
+    with torch.no_grad():
+        head_outputs = model.mask_head(model._pyramid(torch.rand(2, 3, 64, 96) * 255))
+        first_grid = model.options["num_grids"][0]
+        level_cells = [torch.tensor([0, 5, first_grid + 2, first_grid**2 - 1]), torch.tensor([0, 7, 40, 99])]
+        pyramid_cells = torch.cat([level_cells[0], first_grid**2 + level_cells[1]])
+        deployed = model._candidate_masks(head_outputs, pyramid_cells.expand(2, -1))
+        for image in range(2):
+            trained = torch.cat([model._cell_masks(head_outputs, image, level, cells)
+                                 for level, cells in enumerate(level_cells)])
+            torch.testing.assert_close(deployed[image], trained)

@@ -24,7 +24,7 @@ from segtrt import SegtrtError
 from segtrt.models.backbone import build_backbone
 from segtrt.models.losses import dice_loss, sigmoid_focal_loss
 from segtrt.models.matrix_nms import MatrixNMS
-from segtrt.models.solo_heads import SOLOHead, SOLOv2Head
+from segtrt.models.solo_heads import DecoupledSOLOHead, SOLOHead, SOLOv2Head
 from segtrt.models.solo_ops import gather_rows, masks_to_boxes, point_nms
 from segtrt.models.solo_targets import assign_targets, resize_masks
 from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -61,8 +61,10 @@ EDGE_DEFAULTS = {
 HEAD_DEFAULTS = {
     ("solov2", "resnet50"): {"feat_channels": 512, "stacked_convs": 4, "mask_feat_channels": 128, "mask_out_channels": 256},
     ("solov2", "edge"): {"feat_channels": 128, "stacked_convs": 3, "mask_feat_channels": 64, "mask_out_channels": 64},
-    ("solo", "resnet50"): {"feat_channels": 256, "stacked_convs": 7},
-    ("solo", "edge"): {"feat_channels": 128, "stacked_convs": 3},
+    # mmdetection's solo_r50_fpn_1x_coco has S^2 channels; decoupled_solo_r50_fpn_1x_coco (decoupled=True)
+    # factors them. Decoupled trains far faster, which the edge model, trained from scratch, needs.
+    ("solo", "resnet50"): {"feat_channels": 256, "stacked_convs": 7, "decoupled": False},
+    ("solo", "edge"): {"feat_channels": 128, "stacked_convs": 3, "decoupled": True},
 }
 
 
@@ -90,7 +92,7 @@ class _SOLOBase(nn.Module):
     """What SOLO and SOLOv2 share: the pyramid, targets, losses and the deployable post-processing.
 
     Subclasses build `self.mask_head` and say how cells become masks
-    (`_candidate_masks` for inference, `_cell_mask_logits` for training).
+    (`_candidate_masks` for inference, `_cell_masks` for training).
     """
 
     kind = ""
@@ -185,11 +187,11 @@ class _SOLOBase(nn.Module):
                 num_positive += int((level_targets.labels < self.num_classes).sum())
                 if len(level_targets.cells) == 0:
                     continue
-                logits = self._cell_mask_logits(head_outputs, index, level, level_targets.cells)
-                size = tuple(logits.shape[-2:])
+                probs = self._cell_masks(head_outputs, index, level, level_targets.cells)
+                size = tuple(probs.shape[-2:])
                 if size not in resized:
                     resized[size] = resize_masks(gt_masks, size)
-                mask_losses.append(dice_loss(logits.sigmoid(), resized[size][level_targets.objects]))
+                mask_losses.append(dice_loss(probs, resized[size][level_targets.objects]))
 
         logits = torch.cat([c.permute(0, 2, 3, 1).reshape(-1, self.num_classes) for c in categories])
         # per level, images in batch order, to match the logits' layout
@@ -203,8 +205,8 @@ class _SOLOBase(nn.Module):
             loss_mask = logits.sum() * 0
         return {"loss_cls": loss_cls, "loss_mask": loss_mask}
 
-    def _cell_mask_logits(self, head_outputs, image: int, level: int, cells: torch.Tensor) -> torch.Tensor:
-        """Mask logits [P, h, w] of one image's cells on one level (cells indexed within the level)."""
+    def _cell_masks(self, head_outputs, image: int, level: int, cells: torch.Tensor) -> torch.Tensor:
+        """Mask probabilities [P, h, w] of one image's cells on one level (cells indexed within the level)."""
         raise NotImplementedError
 
 
@@ -227,32 +229,59 @@ class SOLOv2(_SOLOBase):
         logits = gather_rows(all_kernels, cells) @ mask_features.flatten(2)  # [B, K, hw]
         return logits.sigmoid().reshape(batch, -1, height, width)
 
-    def _cell_mask_logits(self, head_outputs, image, level, cells):
+    def _cell_masks(self, head_outputs, image, level, cells):
         kernels, _, mask_features = head_outputs
         cell_kernels = kernels[level][image].flatten(1)[:, cells].t()  # [P, E]
         features = mask_features[image]
-        return (cell_kernels @ features.flatten(1)).reshape(-1, *features.shape[-2:])
+        return (cell_kernels @ features.flatten(1)).reshape(-1, *features.shape[-2:]).sigmoid()
 
 
 class SOLO(_SOLOBase):
-    """SOLO (v1): one mask channel per grid cell, S^2 channels per level."""
+    """SOLO (v1): one mask per grid cell, from S^2 channels per level or, decoupled, from
+    S column and S row channels (mask of cell (i, j) = column j x row i)."""
 
     kind = "solo"
 
+    def __init__(self, num_classes: int, backbone: str = "edge", **options):
+        super().__init__(num_classes, backbone, **options)
+        if self.options["decoupled"]:
+            # the column and row channel of every cell of the pyramid, for the deployable pass
+            offsets = [0]
+            for grid in self.options["num_grids"][:-1]:
+                offsets.append(offsets[-1] + grid)
+            cells = [torch.arange(grid**2) for grid in self.options["num_grids"]]
+            columns = [offset + cell % grid for offset, cell, grid in zip(offsets, cells, self.options["num_grids"])]
+            rows = [offset + cell // grid for offset, cell, grid in zip(offsets, cells, self.options["num_grids"])]
+            self.register_buffer("cell_column", torch.cat(columns), persistent=False)
+            self.register_buffer("cell_row", torch.cat(rows), persistent=False)
+
     def _build_head(self, in_channels: int) -> nn.Module:
         opts = self.options
-        return SOLOHead(
+        head = DecoupledSOLOHead if opts["decoupled"] else SOLOHead
+        return head(
             self.num_classes, in_channels, opts["feat_channels"], opts["stacked_convs"],
             opts["num_grids"], opts["norm_groups"],
         )
 
     def _candidate_masks(self, head_outputs, cells):
         mask_logits = head_outputs[0]
+        if not self.options["decoupled"]:
+            return gather_rows(self._stride4_probabilities(mask_logits), cells)
+        columns = self._stride4_probabilities([x for x, _ in mask_logits])
+        rows = self._stride4_probabilities([y for _, y in mask_logits])
+        return gather_rows(columns, self.cell_column[cells]) * gather_rows(rows, self.cell_row[cells])
+
+    @staticmethod
+    def _stride4_probabilities(mask_logits: list[torch.Tensor]) -> torch.Tensor:
+        """Per-level mask logits [B, n_l, h_l, w_l] -> probabilities [B, sum n_l, H/4, W/4]."""
         size = mask_logits[0].shape[-2:]  # the finest level, stride 4
-        probs = torch.cat(
+        return torch.cat(
             [F.interpolate(m.sigmoid(), size=size, mode="bilinear", align_corners=False) for m in mask_logits], 1
         )
-        return gather_rows(probs, cells)
 
-    def _cell_mask_logits(self, head_outputs, image, level, cells):
-        return head_outputs[0][level][image, cells]
+    def _cell_masks(self, head_outputs, image, level, cells):
+        if not self.options["decoupled"]:
+            return head_outputs[0][level][image, cells].sigmoid()
+        x, y = head_outputs[0][level]
+        grid = self.options["num_grids"][level]
+        return x[image, cells % grid].sigmoid() * y[image, torch.div(cells, grid, rounding_mode="floor")].sigmoid()

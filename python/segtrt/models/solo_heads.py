@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segtrt.models.solo_ops import with_coordinates
+from segtrt.models.solo_ops import coordinate_features, with_coordinates
 
 PRIOR_PROBABILITY = 0.01  # initial foreground probability of the category logits (focal loss recipe)
 
@@ -161,5 +161,45 @@ class SOLOHead(_CategoryBranch):
             for conv in self.mask_convs:
                 x = conv(x)
             masks.append(conv_mask(upsample2(x)))
+            categories.append(self.categories(feature, grid))
+        return masks, categories
+
+
+class DecoupledSOLOHead(_CategoryBranch):
+    """Decoupled SOLO (v1): a level's S^2 mask channels factor into S column and S row channels.
+
+    forward(P2..P6) -> (mask logits: list of (x [B, S, h_l, w_l], y [B, S, h_l, w_l]) at
+    strides 4, 4, 8, 16, 16, category logits: list of [B, C, S, S]). The mask of cell
+    (i, j) is sigmoid(x[:, j]) * sigmoid(y[:, i]). Each channel learns from every object
+    centred in its column (row), not only from those centred in its cell, which is why it
+    trains in a fraction of SOLOHead's iterations; the x (y) branch sees only the x (y)
+    CoordConv channel, as mmdetection's DecoupledSOLOHead.
+    """
+
+    def __init__(self, num_classes, in_channels, feat_channels, stacked_convs, num_grids, groups):
+        super().__init__()
+        self.num_grids = list(num_grids)
+        self._init_category(num_classes, in_channels, feat_channels, stacked_convs, groups)
+        self.mask_convs_x, self.mask_convs_y = (
+            nn.ModuleList(
+                ConvGN(in_channels + 1 if i == 0 else feat_channels, feat_channels, 3, groups)
+                for i in range(stacked_convs)
+            )
+            for _ in range(2)
+        )
+        self.conv_mask_list_x, self.conv_mask_list_y = (
+            nn.ModuleList(nn.Conv2d(feat_channels, grid, 3, padding=1) for grid in self.num_grids) for _ in range(2)
+        )
+        self._init_weights([self.conv_cls, *self.conv_mask_list_x, *self.conv_mask_list_y])
+
+    def forward(self, features: list[torch.Tensor]):
+        masks, categories = [], []
+        for level, (feature, grid) in enumerate(zip(resize_levels(features), self.num_grids)):
+            coordinates = coordinate_features(feature)
+            x = torch.cat([feature, coordinates[:, :1]], 1)
+            y = torch.cat([feature, coordinates[:, 1:]], 1)
+            for conv_x, conv_y in zip(self.mask_convs_x, self.mask_convs_y):
+                x, y = conv_x(x), conv_y(y)
+            masks.append((self.conv_mask_list_x[level](upsample2(x)), self.conv_mask_list_y[level](upsample2(y))))
             categories.append(self.categories(feature, grid))
         return masks, categories
