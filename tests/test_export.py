@@ -29,6 +29,10 @@ def seeded_model(kind):
             model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-3.0, 1.0, 0.0, 0.5, 0.2, 0.1]))
         else:
             model.mask_head.conv_cls.bias.fill_(0.0)
+        if kind == "solo":  # mask channels start at a 1 % prior: give them varied, sizeable masks
+            for conv in (*model.mask_head.conv_mask_list_x, *model.mask_head.conv_mask_list_y):
+                conv.weight.mul_(100)
+                conv.bias.fill_(1.0)
     return model
 
 
@@ -42,7 +46,7 @@ def dataset(tmp_path_factory):
     return CocoDataset(folder)
 
 
-@pytest.mark.parametrize("kind", ["maskrcnn", "solov2"])
+@pytest.mark.parametrize("kind", ["maskrcnn", "solov2", "solo"])
 def test_pytorch_ort_portable_and_ort_trt_agree(kind, dataset, tmp_path):
     model = seeded_model(kind)
     preprocess = Preprocess(input_size=(SIZE, SIZE))
