@@ -1,4 +1,6 @@
-"""Load mmdetection SOLO / SOLOv2 (ResNet-50 + FPN) weights into segtrt's models.
+"""Load mmdetection SOLO / Decoupled SOLO / SOLOv2 (ResNet-50 + FPN) weights into segtrt's models.
+
+Build a Decoupled SOLO with the option decoupled=True; the heads keep mmdetection's names either way.
 
 Key mapping, mmdetection -> segtrt (applied in this order, first match wins):
 
