@@ -20,6 +20,10 @@ def readme_row(name: str) -> list[str]:
     return [cell.strip() for cell in rows[0].strip("|").split("|")]
 
 
+def test_three_models_are_shipped():
+    assert {path.stem.split("_")[0] for path in SHIPPED.values()} == {"maskrcnn", "solov2", "solo"}
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_readme_table_is_the_committed_measurement(name):
     metrics = json.loads(SHIPPED[name].with_suffix(".metrics.json").read_text())

@@ -173,6 +173,6 @@ def format_report(report: dict) -> str:
         lines.append(
             f"{name:14} {row['detections']:6d} {row['mask_AP']:8.4f} {row['box_AP']:7.4f} {row['worst_box_rel']:9.2e} "
             f"{row['worst_mask_iou']:8.4f} {row['max_prob_diff']:9.2e} {diffs:>17}  {'PASS' if row['passed'] else 'FAIL'}"
-            + (f" ({row['box_ties']} boxes one pixel off at a mask-threshold tie)" if row["box_ties"] else "")
+            + (f" ({row['box_ties']} box(es) one pixel off at a mask-threshold tie)" if row["box_ties"] else "")
         )
     return "\n".join(lines)
