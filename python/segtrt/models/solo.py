@@ -246,14 +246,12 @@ class SOLO(_SOLOBase):
         super().__init__(num_classes, backbone, **options)
         if self.options["decoupled"]:
             # the column and row channel of every cell of the pyramid, for the deployable pass
-            offsets = [0]
-            for grid in self.options["num_grids"][:-1]:
-                offsets.append(offsets[-1] + grid)
-            cells = [torch.arange(grid**2) for grid in self.options["num_grids"]]
-            columns = [offset + cell % grid for offset, cell, grid in zip(offsets, cells, self.options["num_grids"])]
-            rows = [offset + cell // grid for offset, cell, grid in zip(offsets, cells, self.options["num_grids"])]
-            self.register_buffer("cell_column", torch.cat(columns), persistent=False)
-            self.register_buffer("cell_row", torch.cat(rows), persistent=False)
+            grids = self.options["num_grids"]
+            levels = [(sum(grids[:level]), torch.arange(grid**2), grid) for level, grid in enumerate(grids)]
+            columns = torch.cat([offset + cells % grid for offset, cells, grid in levels])
+            rows = torch.cat([offset + cells // grid for offset, cells, grid in levels])
+            self.register_buffer("cell_column", columns, persistent=False)
+            self.register_buffer("cell_row", rows, persistent=False)
 
     def _build_head(self, in_channels: int) -> nn.Module:
         opts = self.options
