@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from segtrt.postprocess import MASK_THRESHOLD
+
 BOX_RTOL = 1e-3
 MIN_MASK_IOU = 0.99
 TIE_TOLERANCE = 1e-3
@@ -44,12 +46,13 @@ def compare_instances(reference: dict, candidate: dict, boxes_from_masks: bool =
         return {"count_equal": True, "labels_equal": False, **failed}
     ref_rows, cand_rows = (np.array(rows, dtype=np.int64) for rows in zip(*pairs)) if pairs else ([], [])
     ref_boxes, cand_boxes = reference["boxes"][ref_rows], candidate["boxes"][cand_rows]
-    box_rel = (np.abs(ref_boxes - cand_boxes) / np.maximum(np.abs(ref_boxes), 1.0)).max(axis=1, initial=0.0)
+    box_error = np.abs(ref_boxes - cand_boxes)
+    box_rel = (box_error / np.maximum(np.abs(ref_boxes), 1.0)).max(axis=1, initial=0.0)
     ious = [mask_iou(reference["masks"][i], candidate["masks"][j]) for i, j in pairs]
     prob_diffs = np.array([np.abs(reference["masks"][i] - candidate["masks"][j]).max() for i, j in pairs])
     ties = np.zeros(len(pairs), dtype=bool)
     if boxes_from_masks:
-        ties = (box_rel > BOX_RTOL) & (np.abs(ref_boxes - cand_boxes).max(axis=1, initial=0.0) <= 1.0)
+        ties = (box_rel > BOX_RTOL) & (box_error.max(axis=1, initial=0.0) <= 1.0)
         ties &= prob_diffs <= TIE_TOLERANCE
     return {
         "count_equal": True,
@@ -77,8 +80,6 @@ def _pair_by_label_and_box(reference: dict, candidate: dict) -> list[tuple[int, 
 
 def mask_iou(reference: np.ndarray, candidate: np.ndarray) -> float:
     """IoU of two probability masks thresholded at 0.5, cells within TIE_TOLERANCE of each other agreeing."""
-    from segtrt.postprocess import MASK_THRESHOLD
-
     a = reference > MASK_THRESHOLD
     b = np.where(np.abs(reference - candidate) <= TIE_TOLERANCE, a, candidate > MASK_THRESHOLD)
     union = np.logical_or(a, b).sum()
