@@ -347,19 +347,22 @@ def test_edge_solov2_exports_to_onnx():
     assert shapes["masks"] == [1, 100, 48, 48] and shapes["num_detections"] == [1]
 
 
-def test_decoupled_solo_deploys_the_masks_it_trains():
-    """The deployable pass's cell -> (column, row) channel lookup matches the training path's
-    (levels 0 and 1 are already at stride 4, so the two agree exactly there)."""
+@pytest.mark.parametrize("upsample_logits, levels", [(True, [0, 1, 3]), (False, [0, 1])])
+def test_decoupled_solo_deploys_the_masks_it_trains(upsample_logits, levels):
+    """The deployable pass's cell -> (column, row) channel lookup matches the training path's.
+    With upsample_logits both work at stride 4 on every level; without (mmdetection's way), only
+    levels 0 and 1 are already at stride 4, so the two agree exactly only there."""
     torch.manual_seed(0)
-    model = _with_detections(build_model("solo", num_classes=3, backbone="edge")).eval()
+    model = _with_detections(build_model("solo", num_classes=3, backbone="edge", upsample_logits=upsample_logits))
+    model.eval()
     assert model.options["decoupled"]
+    grids = model.options["num_grids"]
     with torch.no_grad():
         head_outputs = model.mask_head(model._pyramid(torch.rand(2, 3, 64, 96) * 255))
-        first_grid = model.options["num_grids"][0]
-        level_cells = [torch.tensor([0, 5, first_grid + 2, first_grid**2 - 1]), torch.tensor([0, 7, 40, 99])]
-        pyramid_cells = torch.cat([level_cells[0], first_grid**2 + level_cells[1]])
+        level_cells = {level: torch.tensor([0, grids[level] + 2, grids[level] ** 2 - 1]) for level in levels}
+        pyramid_cells = torch.cat([sum(g**2 for g in grids[:level]) + cells for level, cells in level_cells.items()])
         deployed = model._candidate_masks(head_outputs, pyramid_cells.expand(2, -1))
         for image in range(2):
             trained = torch.cat([model._cell_masks(head_outputs, image, level, cells)
-                                 for level, cells in enumerate(level_cells)])
+                                 for level, cells in level_cells.items()])
             torch.testing.assert_close(deployed[image], trained)

@@ -63,8 +63,12 @@ HEAD_DEFAULTS = {
     ("solov2", "edge"): {"feat_channels": 128, "stacked_convs": 3, "mask_feat_channels": 64, "mask_out_channels": 64},
     # mmdetection's solo_r50_fpn_1x_coco has S^2 channels; decoupled_solo_r50_fpn_1x_coco (decoupled=True)
     # factors them. Decoupled trains far faster, which the edge model, trained from scratch, needs.
-    ("solo", "resnet50"): {"feat_channels": 256, "stacked_convs": 7, "decoupled": False},
-    ("solo", "edge"): {"feat_channels": 128, "stacked_convs": 3, "decoupled": True},
+    # upsample_logits: every level's mask logits are upsampled to stride 4 before the sigmoid, in the
+    # loss and at inference, so a coarse level learns where inside its cells a boundary lies (at 192x192
+    # the coarsest masks are 12x12). mmdetection (False) takes the loss at the level's own stride and
+    # upsamples probabilities.
+    ("solo", "resnet50"): {"feat_channels": 256, "stacked_convs": 7, "decoupled": False, "upsample_logits": False},
+    ("solo", "edge"): {"feat_channels": 128, "stacked_convs": 3, "decoupled": True, "upsample_logits": True},
 }
 
 
@@ -156,7 +160,7 @@ class _SOLOBase(nn.Module):
         count, keep, det_scores, det_labels = self.matrix_nms(probs, labels, scores)
         kept = (keep >= 0).to(probs.dtype)
         masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
-        full_size = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
+        full_size = _resize(masks, (height, width))
         boxes = masks_to_boxes(full_size > opts["mask_thr"])
         return count, boxes, det_scores, det_labels.to(torch.int32), masks
 
@@ -269,17 +273,31 @@ class SOLO(_SOLOBase):
         rows = self._stride4_probabilities([y for _, y in mask_logits])
         return gather_rows(columns, self.cell_column[cells]) * gather_rows(rows, self.cell_row[cells])
 
-    @staticmethod
-    def _stride4_probabilities(mask_logits: list[torch.Tensor]) -> torch.Tensor:
+    def _stride4_probabilities(self, mask_logits: list[torch.Tensor]) -> torch.Tensor:
         """Per-level mask logits [B, n_l, h_l, w_l] -> probabilities [B, sum n_l, H/4, W/4]."""
         size = mask_logits[0].shape[-2:]  # the finest level, stride 4
-        return torch.cat(
-            [F.interpolate(m.sigmoid(), size=size, mode="bilinear", align_corners=False) for m in mask_logits], 1
-        )
+        if self.options["upsample_logits"]:
+            return torch.cat([_resize(m, size) for m in mask_logits], 1).sigmoid()
+        return torch.cat([_resize(m.sigmoid(), size) for m in mask_logits], 1)
 
     def _cell_masks(self, head_outputs, image, level, cells):
+        mask_logits = head_outputs[0]
         if not self.options["decoupled"]:
-            return head_outputs[0][level][image, cells].sigmoid()
-        x, y = head_outputs[0][level]
+            return self._training_probabilities(mask_logits[level][image, cells], mask_logits[0].shape[-2:])
+        x, y = mask_logits[level]
         grid = self.options["num_grids"][level]
-        return x[image, cells % grid].sigmoid() * y[image, torch.div(cells, grid, rounding_mode="floor")].sigmoid()
+        size = mask_logits[0][0].shape[-2:]
+        columns = self._training_probabilities(x[image, cells % grid], size)
+        rows = self._training_probabilities(y[image, torch.div(cells, grid, rounding_mode="floor")], size)
+        return columns * rows
+
+    def _training_probabilities(self, logits: torch.Tensor, stride4_size) -> torch.Tensor:
+        """One level's mask logits [P, h_l, w_l] -> the probabilities the loss sees: at stride 4
+        with upsample_logits, else at the level's own stride."""
+        if self.options["upsample_logits"]:
+            logits = _resize(logits[None], stride4_size)[0]
+        return logits.sigmoid()
+
+
+def _resize(maps: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
