@@ -25,7 +25,7 @@ from segtrt.models.backbone import build_backbone
 from segtrt.models.losses import dice_loss, sigmoid_focal_loss
 from segtrt.models.matrix_nms import MatrixNMS
 from segtrt.models.solo_heads import DecoupledSOLOHead, SOLOHead, SOLOv2Head
-from segtrt.models.solo_ops import gather_rows, masks_to_boxes, point_nms
+from segtrt.models.solo_ops import gather_rows, masks_to_boxes, point_nms, resize_bilinear
 from segtrt.models.solo_targets import assign_targets, resize_masks
 from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -160,7 +160,7 @@ class _SOLOBase(nn.Module):
         count, keep, det_scores, det_labels = self.matrix_nms(probs, labels, scores)
         kept = (keep >= 0).to(probs.dtype)
         masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
-        full_size = _resize(masks, (height, width))
+        full_size = resize_bilinear(masks, (height, width))
         boxes = masks_to_boxes(full_size > opts["mask_thr"])
         return count, boxes, det_scores, det_labels.to(torch.int32), masks
 
@@ -277,8 +277,8 @@ class SOLO(_SOLOBase):
         """Per-level mask logits [B, n_l, h_l, w_l] -> probabilities [B, sum n_l, H/4, W/4]."""
         size = mask_logits[0].shape[-2:]  # the finest level, stride 4
         if self.options["upsample_logits"]:
-            return torch.cat([_resize(m, size) for m in mask_logits], 1).sigmoid()
-        return torch.cat([_resize(m.sigmoid(), size) for m in mask_logits], 1)
+            return torch.cat([resize_bilinear(m, size) for m in mask_logits], 1).sigmoid()
+        return torch.cat([resize_bilinear(m.sigmoid(), size) for m in mask_logits], 1)
 
     def _cell_masks(self, head_outputs, image, level, cells):
         mask_logits = head_outputs[0]
@@ -295,9 +295,5 @@ class SOLO(_SOLOBase):
         """One level's mask logits [P, h_l, w_l] -> the probabilities the loss sees: at stride 4
         with upsample_logits, else at the level's own stride."""
         if self.options["upsample_logits"]:
-            logits = _resize(logits[None], stride4_size)[0]
+            logits = resize_bilinear(logits[None], stride4_size)[0]
         return logits.sigmoid()
-
-
-def _resize(maps: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segtrt.models.solo_ops import coordinate_features, with_coordinates
+from segtrt.models.solo_ops import coordinate_features, resize_bilinear, with_coordinates
 
 PRIOR_PROBABILITY = 0.01  # initial foreground probability of the category logits (focal loss recipe)
 
@@ -37,8 +37,8 @@ class ConvGN(nn.Module):
 def resize_levels(features: list[torch.Tensor]) -> list[torch.Tensor]:
     """P2..P6 -> the heads' inputs: P2 resized to P3's size and P6 to P5's, others unchanged."""
     resized = list(features)
-    resized[0] = F.interpolate(features[0], size=features[1].shape[-2:], mode="bilinear", align_corners=False)
-    resized[-1] = F.interpolate(features[-1], size=features[-2].shape[-2:], mode="bilinear", align_corners=False)
+    resized[0] = resize_bilinear(features[0], features[1].shape[-2:])
+    resized[-1] = resize_bilinear(features[-1], features[-2].shape[-2:])
     return resized
 
 
@@ -88,7 +88,7 @@ class _CategoryBranch(nn.Module):
 
     def categories(self, feature: torch.Tensor, grid: int) -> torch.Tensor:
         """[B, C_in, h, w] -> category logits [B, num_classes, grid, grid]."""
-        x = F.interpolate(feature, size=(grid, grid), mode="bilinear", align_corners=False)
+        x = resize_bilinear(feature, (grid, grid))
         for conv in self.cls_convs:
             x = conv(x)
         return self.conv_cls(x)
@@ -129,7 +129,7 @@ class SOLOv2Head(_CategoryBranch):
         kernels, categories = [], []
         for feature, grid in zip(resize_levels(features), self.num_grids):
             # the kernel branch resizes the CoordConv channels with the features, as mmdetection does
-            x = F.interpolate(with_coordinates(feature), size=(grid, grid), mode="bilinear", align_corners=False)
+            x = resize_bilinear(with_coordinates(feature), (grid, grid))
             for conv in self.kernel_convs:
                 x = conv(x)
             kernels.append(self.conv_kernel(x))

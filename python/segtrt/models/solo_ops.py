@@ -18,6 +18,11 @@ def gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return flat[(index + offsets).reshape(-1)].reshape(index.shape + values.shape[2:])
 
 
+def resize_bilinear(maps: torch.Tensor, size) -> torch.Tensor:
+    """[B, C, h, w] -> [B, C, *size], bilinear with half-pixel centres (ONNX Resize, align_corners=False)."""
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+
+
 def coordinate_features(feature: torch.Tensor) -> torch.Tensor:
     """CoordConv channels for a feature map [B, C, H, W] -> [B, 2, H, W] (x then y, in -1..1).
 
