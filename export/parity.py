@@ -57,11 +57,11 @@ def seeded_model(kind: str, num_classes: int, full_size: bool):
 
 
 def main(argv=None) -> int:
-    from segtrt.checkpoint import load_checkpoint
+    from segtrt.models.checkpoint import load_checkpoint
     from segtrt.data.coco import CocoDataset
     from segtrt.export import export_onnx
     from segtrt.export.parity import format_report, run_parity
-    from segtrt.preprocess import Preprocess
+    from segtrt.runtime.preprocess import Preprocess
 
     args = parse_args(argv)
     dataset = CocoDataset(args.data)

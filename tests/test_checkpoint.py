@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from segtrt import SegtrtError
-from segtrt.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, strip_checkpoint
+from segtrt.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, strip_checkpoint
 from segtrt.models import build_model
-from segtrt.preprocess import Preprocess
+from segtrt.runtime.preprocess import Preprocess
 
 CLASSES = ["circle", "square", "star"]
 

@@ -6,8 +6,8 @@ import pytest
 
 from segtrt.data.coco import CocoDataset, boxes_from_masks
 from segtrt.data.synth import write_dataset
-from segtrt.evaluate import evaluate_predictions, format_table
-from segtrt.metrics import boundary_f_score, boundary_tolerance, mask_boundary, match_instances
+from segtrt.evaluation.coco import evaluate_predictions, format_table
+from segtrt.evaluation.boundary import boundary_f_score, boundary_tolerance, mask_boundary, match_instances
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from segtrt import SegtrtError
-from segtrt.checkpoint import save_checkpoint
+from segtrt.models.checkpoint import save_checkpoint
 from segtrt.cli import main as cli_main
 from segtrt.export import export_onnx
 from segtrt.export.parity import run_parity
 from segtrt.models import build_model
-from segtrt.onnx_meta import PLUGIN_DOMAIN, read_info
-from segtrt.ort_runtime import create_session, run
-from segtrt.preprocess import Preprocess
+from segtrt.runtime.model_info import PLUGIN_DOMAIN, read_info
+from segtrt.runtime.backends.onnxruntime import create_session, run
+from segtrt.runtime.preprocess import Preprocess
 
 SIZE = 128
 CLASSES = ("circle", "rectangle", "triangle", "star", "ring")
@@ -64,7 +64,7 @@ def test_pytorch_ort_portable_and_ort_trt_agree(kind, dataset, tmp_path):
     # `segtrt eval --onnx` scores the exported file like `segtrt eval --checkpoint` scores the model
     checkpoint = tmp_path / f"{kind}.pt"
     save_checkpoint(checkpoint, model, CLASSES, preprocess)
-    from segtrt.evaluate import evaluate_checkpoint, evaluate_onnx
+    from segtrt.evaluation.coco import evaluate_checkpoint, evaluate_onnx
 
     reference = evaluate_checkpoint(checkpoint, dataset.annotation_file, progress=False)
     for flavour in ("portable", "trt"):

@@ -12,7 +12,7 @@ from segtrt import SegtrtError
 from segtrt.models import predict
 from segtrt.models.maskrcnn import MaskRCNN, load_torchvision_state_dict
 from segtrt.models.roi_align import MultilevelRoIAlign
-from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 NUM_CLASSES = 3
 SIZE = 160

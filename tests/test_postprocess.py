@@ -9,7 +9,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import roi_align
 
 from segtrt.models.solo_targets import resize_masks
-from segtrt.postprocess import paste_box_masks, paste_image_masks
+from segtrt.runtime.postprocess import paste_box_masks, paste_image_masks
 
 # (centre x, centre y, radius) of discs in original pixels: small, medium and large, off the pixel grid
 DISCS = [(20.3, 30.7, 4.2), (60.6, 22.1, 6.5), (35.5, 70.25, 11.3), (70.1, 65.9, 24.8)]

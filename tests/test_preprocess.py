@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from segtrt import SegtrtError
-from segtrt.postprocess import detections_to_instances
-from segtrt.preprocess import Preprocess, letterbox
+from segtrt.runtime.postprocess import detections_to_instances
+from segtrt.runtime.preprocess import Preprocess, letterbox
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right():

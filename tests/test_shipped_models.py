@@ -34,10 +34,10 @@ def test_readme_table_is_the_committed_measurement(name):
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_model_is_small_and_finds_objects(name, tmp_path):
-    from segtrt.checkpoint import load_checkpoint, read_checkpoint
+    from segtrt.models.checkpoint import load_checkpoint, read_checkpoint
     from segtrt.data.coco import CocoDataset
     from segtrt.data.synth import write_dataset
-    from segtrt.evaluate import evaluate_checkpoint
+    from segtrt.evaluation.coco import evaluate_checkpoint
 
     assert SHIPPED[name].stat().st_size < MAX_SHIPPED_MB * 2**20
     assert "train_state" not in read_checkpoint(SHIPPED[name])  # stripped for shipping

@@ -17,7 +17,7 @@ from torch import nn
 import segtrt.models
 from segtrt import SegtrtError, cli
 from segtrt.data.synth import write_dataset
-from segtrt.train import batch_indices, learning_rate, train
+from segtrt.training.train import batch_indices, learning_rate, train
 
 RECIPE = {
     "model": "solo", "backbone": "edge", "model_options": {}, "batch_size": 2, "optimizer": "sgd", "lr": 0.05,
@@ -131,10 +131,10 @@ def test_train_then_eval_real_solo_through_the_cli(data, tmp_path):
 
 
 def test_init_from_copies_the_weights_that_fit(tmp_path):
-    from segtrt.checkpoint import save_checkpoint
+    from segtrt.models.checkpoint import save_checkpoint
     from segtrt.models import build_model
-    from segtrt.preprocess import Preprocess
-    from segtrt.train import initialise_from
+    from segtrt.runtime.preprocess import Preprocess
+    from segtrt.training.train import initialise_from
 
     torch.manual_seed(0)
     donor = build_model("solov2", 2, "edge")

@@ -16,10 +16,10 @@ from segtrt import SegtrtError, __version__
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "synth": ("segtrt.data.synth", "generate a synthetic COCO-format instance segmentation set"),
-    "train": ("segtrt.train", "train Mask R-CNN, SOLOv2 or SOLO"),
-    "eval": ("segtrt.evaluate", "COCO box/mask AP and boundary F-score of a checkpoint"),
-    "export": ("segtrt.export_cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
-    "strip": ("segtrt.strip", "shrink a training checkpoint for shipping (fp16 weights, no optimizer state)"),
+    "train": ("segtrt.training.train", "train Mask R-CNN, SOLOv2 or SOLO"),
+    "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint"),
+    "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
+    "strip": ("segtrt.training.strip", "shrink a training checkpoint for shipping (fp16 weights, no optimizer state)"),
     "demo": ("segtrt.demo", "the whole pipeline on built-in synthetic data and the shipped models"),
 }
 

@@ -5,7 +5,7 @@ A sample is (image RGB uint8 [h, w, 3], target) with target
 Boxes are always recomputed from the transformed masks, so they can never drift
 from them.
 
-The resize is `segtrt.preprocess.letterbox`, the function deployment uses: at a
+The resize is `segtrt.runtime.preprocess.letterbox`, the function deployment uses: at a
 jitter of 1 a training image is exactly what the deployed model sees.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtrt.data.coco import boxes_from_masks
-from segtrt.preprocess import letterbox
+from segtrt.runtime.preprocess import letterbox
 
 MIN_INSTANCE_PIXELS = 4  # instances cropped to fewer pixels are dropped
 

@@ -54,7 +54,7 @@ def write_dataset(out_dir, num_images: int, seed: int, size: tuple[int, int] = (
     from pycocotools import mask as mask_utils
     from tqdm import tqdm
 
-    from segtrt.checkpoint import atomic_write
+    from segtrt.files import atomic_write
 
     if num_images < 1:
         raise SegtrtError(f"--num-images must be at least 1, got {num_images}")

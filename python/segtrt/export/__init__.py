@@ -5,9 +5,9 @@
 - "portable": standard ONNX ops only (RoiAlign per level + select, Matrix NMS as
   tensor ops), for ONNX Runtime, OpenVINO or a TensorRT without our plugins.
 
-Both follow the output contract of segtrt.onnx_meta (README "Output contract").
+Both follow the output contract of segtrt.runtime.model_info (README "Output contract").
 SOLO/SOLOv2 masks are exported at the mask-feature stride 4 (frame "image");
-Mask R-CNN's 28x28 masks stay box-relative (frame "box"); segtrt.postprocess
+Mask R-CNN's 28x28 masks stay box-relative (frame "box"); segtrt.runtime.postprocess
 pastes both at the original image size.
 """
 
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from segtrt import SegtrtError
-from segtrt.onnx_meta import FLAVOURS, INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, ModelInfo, write_info
-from segtrt.preprocess import Preprocess
+from segtrt.runtime.model_info import FLAVOURS, INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, ModelInfo, write_info
+from segtrt.runtime.preprocess import Preprocess
 
 OPSET = 17
 BATCH_DIM = "batch"
@@ -57,7 +57,7 @@ def export_onnx(
     """
     import onnx
 
-    from segtrt.checkpoint import atomic_write
+    from segtrt.files import atomic_write
 
     if flavour not in FLAVOURS:
         raise SegtrtError(f"unknown flavour {flavour!r}; choose one of {', '.join(FLAVOURS)}")

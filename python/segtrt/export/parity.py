@@ -1,7 +1,7 @@
 """Do PyTorch and the exported ONNX files (in ONNX Runtime) give the same detections?
 
 Each image is letterboxed once; PyTorch's deployable outputs and each ONNX file's
-go through the same `segtrt.postprocess.detections_to_instances`, so what is
+go through the same `segtrt.runtime.postprocess.detections_to_instances`, so what is
 compared is the graphs. Per image: the same count; instances paired by label and
 box have boxes within BOX_RTOL relative (of max(|coordinate|, 1 px)) and masks with
 IoU >= MIN_MASK_IOU, the masks as the graphs output them (thresholded at 0.5: a
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segtrt.postprocess import MASK_THRESHOLD
+from segtrt.runtime.postprocess import MASK_THRESHOLD
 
 BOX_RTOL = 1e-3
 MIN_MASK_IOU = 0.99
@@ -95,12 +95,12 @@ def run_parity(model, onnx_paths: dict, dataset, image_ids=None, progress=False)
     """
     from tqdm import tqdm
 
-    from segtrt.evaluate import evaluate_predictions
-    from segtrt.onnx_meta import read_info
-    from segtrt.ort_runtime import create_session, run
+    from segtrt.evaluation.coco import evaluate_predictions
+    from segtrt.runtime.model_info import read_info
+    from segtrt.runtime.backends.onnxruntime import create_session, run
     from segtrt.models import deployable_outputs
-    from segtrt.postprocess import detections_to_instances
-    from segtrt.preprocess import to_model_input
+    from segtrt.runtime.postprocess import detections_to_instances
+    from segtrt.runtime.preprocess import to_model_input
 
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
     sessions = {name: (create_session(path), read_info(path)) for name, path in onnx_paths.items()}

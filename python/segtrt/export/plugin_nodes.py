@@ -22,7 +22,7 @@ from torch import nn
 
 from segtrt.models.matrix_nms import MatrixNMS
 from segtrt.models.roi_align import MultilevelRoIAlign
-from segtrt.onnx_meta import PLUGIN_DOMAIN
+from segtrt.runtime.model_info import PLUGIN_DOMAIN
 
 PLUGIN_VERSION = "1"
 PLUGIN_OP_TYPES = ("MultilevelRoIAlign", "MatrixNMS")

@@ -43,7 +43,7 @@ def deployable_outputs(model, images) -> dict[str, np.ndarray]:
     """The deployable forward (eval mode, no autograd) on images [B, 3, H, W] -> the contract's arrays by name."""
     import torch
 
-    from segtrt.onnx_meta import OUTPUT_NAMES
+    from segtrt.runtime.model_info import OUTPUT_NAMES
 
     was_training = model.training
     model.eval()
@@ -61,7 +61,7 @@ def predict(model, images, scales=1.0, original_sizes=None) -> list[dict]:
     images: letterboxed [B, 3, H, W]; scales and original_sizes: each image's letterbox
     scale and (h, w), by default the input itself.
     """
-    from segtrt.postprocess import detections_to_instances
+    from segtrt.runtime.postprocess import detections_to_instances
 
     input_hw = tuple(images.shape[-2:])
     original_sizes = [input_hw] * len(images) if original_sizes is None else original_sizes

@@ -17,7 +17,7 @@ from segtrt import SegtrtError
 from segtrt.models.backbone import build_backbone
 from segtrt.models.roi_heads import RoIHeads
 from segtrt.models.rpn import RegionProposalNetwork
-from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # Defaults shared by both backbones; the resnet50 values are torchvision's.
 DEFAULT_OPTIONS = {

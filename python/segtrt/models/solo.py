@@ -27,7 +27,7 @@ from segtrt.models.matrix_nms import MatrixNMS
 from segtrt.models.solo_heads import DecoupledSOLOHead, SOLOHead, SOLOv2Head
 from segtrt.models.solo_ops import gather_rows, masks_to_boxes, point_nms, resize_bilinear
 from segtrt.models.solo_targets import assign_targets, resize_masks
-from segtrt.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 STRIDES = [8, 8, 16, 32, 32]  # of the heads' inputs, after resize_levels
 

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from segtrt import SegtrtError
-from segtrt.onnx_meta import INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, read_info
+from segtrt.runtime.model_info import INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, read_info
 
 CONTRIB_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions' domain for Python custom ops
 

@@ -9,7 +9,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from segtrt.checkpoint import strip_checkpoint
+    from segtrt.models.checkpoint import strip_checkpoint
 
     size = strip_checkpoint(args.checkpoint, args.out)
     print(f"wrote {args.out} ({size / 1e6:.1f} MB, float16 weights, no training state)")

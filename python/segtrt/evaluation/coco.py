@@ -37,7 +37,7 @@ def main(args) -> int:
         metrics = evaluate_checkpoint(args.checkpoint, args.data, images=args.images, batch_size=args.batch_size)
     print(format_table(metrics))
     if args.json:
-        from segtrt.checkpoint import atomic_write
+        from segtrt.files import atomic_write
 
         atomic_write(args.json, lambda file: file.write((json.dumps(metrics, indent=2) + "\n").encode()))
     return 0
@@ -56,7 +56,7 @@ def evaluate_predictions(coco_gt, predictions: list[dict], category_ids=None) ->
     """
     from pycocotools import mask as mask_utils
 
-    from segtrt.metrics import boundary_f_score, boundary_tolerance, match_instances
+    from segtrt.evaluation.boundary import boundary_f_score, boundary_tolerance, match_instances
 
     category_ids = list(category_ids) if category_ids is not None else sorted(coco_gt.getCatIds())
     box_results, mask_results, f_scores = [], [], []
@@ -97,7 +97,7 @@ def evaluate_predictions(coco_gt, predictions: list[dict], category_ids=None) ->
 
 def evaluate_checkpoint(checkpoint, data, images=None, batch_size: int = 4, progress=True) -> dict:
     """A segtrt checkpoint in PyTorch over a dataset, post-processed exactly as an exported model's outputs."""
-    from segtrt.checkpoint import load_checkpoint
+    from segtrt.models.checkpoint import load_checkpoint
     from segtrt.models import predict
 
     model, meta = load_checkpoint(checkpoint)
@@ -107,9 +107,9 @@ def evaluate_checkpoint(checkpoint, data, images=None, batch_size: int = 4, prog
 
 def evaluate_onnx(path, data, images=None, batch_size: int = 1, progress=True) -> dict:
     """An exported ONNX file (either flavour) in ONNX Runtime over a dataset, pasted at the original size."""
-    from segtrt.onnx_meta import read_info
-    from segtrt.ort_runtime import create_session, run
-    from segtrt.postprocess import detections_to_instances
+    from segtrt.runtime.model_info import read_info
+    from segtrt.runtime.backends.onnxruntime import create_session, run
+    from segtrt.runtime.postprocess import detections_to_instances
 
     info = read_info(path)
     session = create_session(path)
@@ -133,7 +133,7 @@ def _evaluate_backend(predict, class_names, preprocess, data, images, batch_size
     from tqdm import tqdm
 
     from segtrt.data.coco import CocoDataset
-    from segtrt.preprocess import to_model_input
+    from segtrt.runtime.preprocess import to_model_input
 
     if batch_size < 1:
         raise SegtrtError(f"--batch-size must be at least 1, got {batch_size}")

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 from segtrt import SegtrtError
-from segtrt.preprocess import Preprocess
+from segtrt.runtime.preprocess import Preprocess
 
 # Version of the detection-output contract (see README "Output contract").
 CONTRACT = "segtrt-detections/1"
@@ -51,7 +51,7 @@ class ModelInfo:
             "segtrt.kind": self.kind,
             "segtrt.flavour": self.flavour,
             "segtrt.class_names": json.dumps(list(self.class_names)),
-            "segtrt.preprocess": json.dumps(self.preprocess.to_dict()),
+            "segtrt.runtime.preprocess": json.dumps(self.preprocess.to_dict()),
             "segtrt.max_detections": str(self.max_detections),
             "segtrt.mask_size": json.dumps(list(self.mask_size)),
             "segtrt.mask_frame": self.mask_frame,
@@ -70,7 +70,7 @@ class ModelInfo:
             kind=props["segtrt.kind"],
             flavour=props["segtrt.flavour"],
             class_names=tuple(json.loads(props["segtrt.class_names"])),
-            preprocess=Preprocess.from_dict(json.loads(props["segtrt.preprocess"])),
+            preprocess=Preprocess.from_dict(json.loads(props["segtrt.runtime.preprocess"])),
             max_detections=int(props["segtrt.max_detections"]),
             mask_size=tuple(json.loads(props["segtrt.mask_size"])),
             mask_frame=props["segtrt.mask_frame"],

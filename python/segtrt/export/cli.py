@@ -36,7 +36,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from segtrt.checkpoint import load_checkpoint
+    from segtrt.models.checkpoint import load_checkpoint
     from segtrt.export import export_onnx
 
     model, meta = load_checkpoint(args.checkpoint)
@@ -75,8 +75,8 @@ def check_against_pytorch(model, path) -> str:
     import numpy as np
     import torch
 
-    from segtrt.onnx_meta import read_info
-    from segtrt.ort_runtime import create_session, run
+    from segtrt.runtime.model_info import read_info
+    from segtrt.runtime.backends.onnxruntime import create_session, run
 
     info = read_info(path)
     session = create_session(path)

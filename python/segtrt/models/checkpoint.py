@@ -9,40 +9,13 @@ A checkpoint is a plain dict saved with torch.save and read back with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from segtrt import SegtrtError
-from segtrt.preprocess import Preprocess
+from segtrt.files import atomic_write
+from segtrt.runtime.preprocess import Preprocess
 
 FORMAT = "segtrt-checkpoint/1"
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call write(file_object) on a temp file beside `path`, then rename it into place.
-
-    A crash or a full disk leaves the previous file untouched and no partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(handle, 0o666 & ~_current_umask())  # mkstemp's 0600 would surprise users sharing files
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_checkpoint(path, model, class_names, preprocess: Preprocess, train_state=None, half=False) -> None:

@@ -134,11 +134,11 @@ def train(recipe: dict, data, out, iterations: int | None = None, images=None, r
     import torch
     from tqdm import tqdm
 
-    from segtrt.checkpoint import read_checkpoint, save_checkpoint
+    from segtrt.models.checkpoint import read_checkpoint, save_checkpoint
     from segtrt.data.augment import TrainAugment
     from segtrt.data.coco import CocoDataset
     from segtrt.models import build_model
-    from segtrt.preprocess import Preprocess
+    from segtrt.runtime.preprocess import Preprocess
 
     torch.set_num_threads(max(1, threads))
     start_time = time.monotonic()
@@ -214,7 +214,7 @@ def initialise_from(model, path) -> tuple[int, int]:
 
     Returns (values copied, values in the model).
     """
-    from segtrt.checkpoint import read_checkpoint
+    from segtrt.models.checkpoint import read_checkpoint
 
     own = model.state_dict()
     fitting = {
