@@ -11,9 +11,11 @@ from segtrt.models.checkpoint import save_checkpoint
 from segtrt.cli import main as cli_main
 from segtrt.export import export_onnx
 from segtrt.export.parity import run_parity
-from segtrt.models import build_model
+from segtrt.models import seeded_model as package_seeded_model
+from segtrt.models.backend import TorchBackend
+from segtrt.runtime.backends import open_backend
+from segtrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from segtrt.runtime.model_info import PLUGIN_DOMAIN, read_info
-from segtrt.runtime.backends.onnxruntime import create_session, run
 from segtrt.runtime.preprocess import Preprocess
 
 SIZE = 128
@@ -22,18 +24,7 @@ CLASSES = ("circle", "rectangle", "triangle", "star", "ring")
 
 def seeded_model(kind):
     """Random weights biased so that detections exist (max 20 per image)."""
-    torch.manual_seed(0)
-    model = build_model(kind, len(CLASSES), "edge", max_detections=20).eval()
-    with torch.no_grad():
-        if kind == "maskrcnn":
-            model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-3.0, 1.0, 0.0, 0.5, 0.2, 0.1]))
-        else:
-            model.mask_head.conv_cls.bias.fill_(0.0)
-        if kind == "solo":  # mask channels start at a 1 % prior: give them varied, sizeable masks
-            for conv in (*model.mask_head.conv_mask_list_x, *model.mask_head.conv_mask_list_y):
-                conv.weight.mul_(100)
-                conv.bias.fill_(1.0)
-    return model
+    return package_seeded_model(kind, len(CLASSES), max_detections=20)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +45,8 @@ def test_pytorch_ort_portable_and_ort_trt_agree(kind, dataset, tmp_path):
     for flavour in ("portable", "trt"):
         paths[flavour] = tmp_path / f"{kind}.{flavour}.onnx"
         export_onnx(model, paths[flavour], flavour, CLASSES, preprocess, simplify=flavour == "trt")
-    report = run_parity(model, {"ort-portable": paths["portable"], "ort-trt": paths["trt"]}, dataset)
+    backends = [TorchBackend(model, CLASSES, preprocess), *(OnnxRuntimeBackend(paths[f]) for f in ("portable", "trt"))]
+    report = run_parity(backends, dataset.iter_images, len(dataset), dataset)
     rows = report["backends"]
     assert rows["pytorch"]["detections"] > 10
     for name in ("ort-portable", "ort-trt"):
@@ -64,11 +56,11 @@ def test_pytorch_ort_portable_and_ort_trt_agree(kind, dataset, tmp_path):
     # `segtrt eval --onnx` scores the exported file like `segtrt eval --checkpoint` scores the model
     checkpoint = tmp_path / f"{kind}.pt"
     save_checkpoint(checkpoint, model, CLASSES, preprocess)
-    from segtrt.evaluation.coco import evaluate_checkpoint, evaluate_onnx
+    from segtrt.evaluation.coco import evaluate_backend
 
-    reference = evaluate_checkpoint(checkpoint, dataset.annotation_file, progress=False)
+    reference = evaluate_backend(open_backend(checkpoint), dataset.annotation_file, progress=False)
     for flavour in ("portable", "trt"):
-        exported = evaluate_onnx(paths[flavour], dataset.annotation_file, progress=False)
+        exported = evaluate_backend(open_backend(paths[flavour]), dataset.annotation_file, progress=False)
         assert exported["segm"]["AP"] == pytest.approx(reference["segm"]["AP"], abs=1e-3), flavour
         assert exported["bbox"]["AP"] == pytest.approx(reference["bbox"]["AP"], abs=1e-3), flavour
 
@@ -89,12 +81,14 @@ def test_plugin_nodes_match_the_plugins_and_portable_is_standard(tmp_path):
         "aligned": A.INT, "mode": A.STRING, "canonical_scale": A.INT, "canonical_level": A.INT,
         "plugin_version": A.STRING,
     }
+    heights = []
     for node in nodes:
         assert {a.name: a.type for a in node.attribute} == expected_types  # no plugin_namespace
         values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert values["plugin_version"] == b"1" and values["aligned"] == 0 and values["sampling_ratio"] == 2
         assert list(values["feature_strides"]) == [4, 8, 16, 32] and len(node.input) == 5
-    assert [node.output for node in nodes][1] and values["output_height"] == 14
+        heights.append((values["output_height"], values["output_width"]))
+    assert heights == [(7, 7), (14, 14)]  # the box head's pooler, then the mask head's
     inferred = onnx.shape_inference.infer_shapes(graph, strict_mode=True)
     types = {v.name: v.type.tensor_type for v in [*inferred.graph.value_info, *inferred.graph.input]}
     assert types[nodes[0].input[0]].elem_type == onnx.TensorProto.FLOAT  # rois FP32
@@ -120,7 +114,7 @@ def test_matrix_nms_node_dtypes_and_dynamic_batch(tmp_path):
     images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3)) * 255
     with torch.no_grad():
         expected = model(images)
-    outputs = run(create_session(path), images.numpy())
+    outputs = OnnxRuntimeBackend(path)(images.numpy())
     assert outputs["masks"].shape == (2, 20, SIZE // 4, SIZE // 4)  # frame "image", stride 4
     np.testing.assert_array_equal(outputs["num_detections"], expected[0].numpy())
     np.testing.assert_array_equal(outputs["labels"], expected[3].numpy())

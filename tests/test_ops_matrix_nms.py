@@ -75,7 +75,7 @@ def assert_same(result, expected):
 def test_matches_reference(options, classes):
     rng = np.random.default_rng(classes)
     masks, labels, scores = blobs(rng, 30, classes=classes)
-    result = ops.matrix_nms(masks, labels, scores, **options)
+    result = ops.matrix_nms(masks, scores, labels, **options)
     expected = reference_matrix_nms(masks, labels, scores, **options)
     assert_same(result, expected)
     assert len(result[0]) > 0
@@ -83,18 +83,18 @@ def test_matches_reference(options, classes):
 
 def test_suppression_actually_happens():
     masks, labels, scores = blobs(np.random.default_rng(5), 30, classes=1)
-    decayed, _, _ = ops.matrix_nms(masks, labels, scores)
+    decayed, _, _ = ops.matrix_nms(masks, scores, labels)
     assert decayed.sum() < 0.9 * scores.sum()
 
 
 def test_empty_input():
-    scores, labels, keep = ops.matrix_nms(np.zeros((0, 8, 8), bool), np.zeros(0, int), np.zeros(0, np.float32))
+    scores, labels, keep = ops.matrix_nms(np.zeros((0, 8, 8), bool), np.zeros(0, np.float32), np.zeros(0, int))
     assert scores.shape == labels.shape == keep.shape == (0,)
 
 
 def test_filter_thr_removing_everything():
     masks, labels, scores = blobs(np.random.default_rng(2), 10)
-    scores_out, labels_out, keep = ops.matrix_nms(masks, labels, scores, filter_thr=0.99)
+    scores_out, labels_out, keep = ops.matrix_nms(masks, scores, labels, filter_thr=0.99)
     assert keep.shape == (0,) and scores_out.shape == (0,) and labels_out.shape == (0,)
 
 
@@ -106,10 +106,10 @@ def test_bad_attributes_are_rejected_naming_the_attribute(kwargs, attribute):
     masks, labels, scores = blobs(np.random.default_rng(0), 4)
     if attribute is None:
         # mmdetection treats every non-positive cut as "no cut", so does the twin.
-        assert_same(ops.matrix_nms(masks, labels, scores, **kwargs), reference_matrix_nms(masks, labels, scores))
+        assert_same(ops.matrix_nms(masks, scores, labels, **kwargs), reference_matrix_nms(masks, labels, scores))
         return
     with pytest.raises(SegtrtError, match=attribute):
-        ops.matrix_nms(masks, labels, scores, **kwargs)
+        ops.matrix_nms(masks, scores, labels, **kwargs)
 
 
 def test_plugin_validation_runs_without_tensorrt():
@@ -128,4 +128,4 @@ def test_plugin_validation_runs_without_tensorrt():
 
 def test_non_binary_masks_are_rejected():
     with pytest.raises(SegtrtError, match="binary"):
-        ops.matrix_nms(np.full((2, 4, 4), 0.7), [0, 0], [0.9, 0.8])
+        ops.matrix_nms(np.full((2, 4, 4), 0.7), [0.9, 0.8], [0, 0])

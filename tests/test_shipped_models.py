@@ -37,13 +37,14 @@ def test_shipped_model_is_small_and_finds_objects(name, tmp_path):
     from segtrt.models.checkpoint import load_checkpoint, read_checkpoint
     from segtrt.data.coco import CocoDataset
     from segtrt.data.synth import write_dataset
-    from segtrt.evaluation.coco import evaluate_checkpoint
+    from segtrt.evaluation.coco import evaluate_backend
+    from segtrt.runtime.backends import open_backend
 
     assert SHIPPED[name].stat().st_size < MAX_SHIPPED_MB * 2**20
     assert "train_state" not in read_checkpoint(SHIPPED[name])  # stripped for shipping
     _, meta = load_checkpoint(SHIPPED[name])  # weights_only: a shipped file cannot run code
     write_dataset(tmp_path, 4, seed=VALIDATION_SEED, progress=False)
     assert CocoDataset(tmp_path).class_names == list(meta["class_names"])
-    metrics = evaluate_checkpoint(SHIPPED[name], tmp_path, progress=False)
+    metrics = evaluate_backend(open_backend(SHIPPED[name]), tmp_path, progress=False)
     assert metrics["segm"]["AP50"] > 0.2, metrics["segm"]
     assert np.isfinite(metrics["boundary_f"])

@@ -139,7 +139,7 @@ SCORES = torch.tensor([[0.9, 0.8, 0.7]])
 
 def run(masks, scores, labels, **settings):
     """matrix_nms on one image -> (kept indices, their scores, their labels, the padded outputs)."""
-    count, keep, out_scores, out_labels = matrix_nms(masks, labels, scores, **settings)
+    count, keep, out_scores, out_labels = matrix_nms(masks, scores, labels, **settings)
     n = int(count[0])
     return keep[0, :n].tolist(), out_scores[0, :n], out_labels[0, :n].tolist(), (count, keep, out_scores, out_labels)
 
@@ -188,7 +188,7 @@ def test_matrix_nms_filter_removes_everything_and_empty_input():
     keep, _, _, (count, all_keep, _, _) = run(strip_masks(SPANS), torch.zeros(1, 3), labels)  # all padding
     assert int(count[0]) == 0 and all_keep.eq(-1).all()
 
-    count, keep, _, _ = matrix_nms(torch.zeros(2, 0, 4, 4), torch.zeros(2, 0, dtype=torch.int64), torch.zeros(2, 0))
+    count, keep, _, _ = matrix_nms(torch.zeros(2, 0, 4, 4), torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.int64))
     assert count.tolist() == [0, 0] and keep.shape == (2, 100) and keep.eq(-1).all()
 
 
@@ -244,7 +244,7 @@ def test_matrix_nms_padded_batch_equals_unpadded_reference(kernel):
     # probabilities, thresholded inside at 0.5
     probs = torch.tensor(np.stack(batch_masks), dtype=torch.float32) * 0.6 + 0.2
     count, keep, out_scores, out_labels = MatrixNMS(mask_threshold=0.5, **settings)(
-        probs, torch.tensor(np.stack(batch_labels)), torch.tensor(np.stack(batch_scores), dtype=torch.float32)
+        probs, torch.tensor(np.stack(batch_scores), dtype=torch.float32), torch.tensor(np.stack(batch_labels))
     )
     assert keep.shape == (2, 12)
     for image, (ref_indices, ref_scores) in enumerate(expected):

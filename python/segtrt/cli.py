@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "train": ("segtrt.training.train", "train Mask R-CNN, SOLOv2 or SOLO"),
     "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint"),
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
+    "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
+    "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),
     "strip": ("segtrt.training.strip", "shrink a training checkpoint for shipping (fp16 weights, no optimizer state)"),
     "demo": ("segtrt.demo", "the whole pipeline on built-in synthetic data and the shipped models"),
 }
@@ -27,7 +29,7 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segtrt",
-        description="Instance segmentation from PyTorch to TensorRT: synth, train, eval, export, build, run.",
+        description="Instance segmentation from PyTorch to ONNX and TensorRT, one command per pipeline stage.",
     )
     parser.add_argument("--version", action="version", version=f"segtrt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -94,19 +94,22 @@ class CocoDataset:
 
     def load_image(self, image_id: int) -> np.ndarray:
         """RGB uint8 [h, w, 3] of an image; raises SegtrtError if unreadable or of the wrong size."""
-        import cv2
+        from segtrt.runtime.sources import read_image
 
         info = self.images[image_id]
         path = self.image_dir / info["file_name"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SegtrtError(f"cannot decode image {path}; the file is corrupt or not an image")
+        image = read_image(path)
         if "height" in info and "width" in info and image.shape[:2] != (info["height"], info["width"]):
             raise SegtrtError(
                 f"image {path} is {image.shape[0]}x{image.shape[1]} but the annotations say "
                 f"{info['height']}x{info['width']}"
             )
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image
+
+    def iter_images(self, image_ids=None):
+        """(image id, RGB image) for the given ids (default all), decoded one at a time."""
+        for image_id in self.image_ids if image_ids is None else image_ids:
+            yield image_id, self.load_image(image_id)
 
     def load_target(self, image_id: int, image_hw: tuple[int, int]) -> dict:
         """Training target of one image (crowd and empty instances left out)."""

@@ -1,9 +1,9 @@
 """`segtrt eval`: COCO box and mask AP (pycocotools) and boundary F-score of a model.
 
-`evaluate_predictions` is the core and needs no model: any backend (PyTorch,
-ONNX Runtime, TensorRT) that produces per-image detections in original-image
-coordinates is scored the same way. `evaluate_checkpoint` runs a segtrt
-checkpoint through the deployment pre-processing and scores it.
+`evaluate_predictions` is the core and needs no model: detections in
+original-image coordinates from any source are scored the same way.
+`evaluate_backend` runs any backend (PyTorch, ONNX Runtime, TensorRT) over a
+dataset through the runtime's one loop and scores it. No torch here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from functools import partial
 
 import numpy as np
 
@@ -27,19 +26,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (annotations.json + images/) or COCO JSON")
     parser.add_argument("--images", help="image folder (default DATA/images, or images/ beside a JSON file)")
     parser.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
-    parser.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default 4; an ONNX file with a fixed batch uses its own)")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="images per forward pass (default 4; an ONNX file with a fixed batch uses its own)")
+    from segtrt.runtime.backends import add_backend_arguments
+
+    add_backend_arguments(parser)
 
 
 def main(args) -> int:
-    if args.onnx:
-        metrics = evaluate_onnx(args.onnx, args.data, images=args.images, batch_size=args.batch_size)
-    else:
-        metrics = evaluate_checkpoint(args.checkpoint, args.data, images=args.images, batch_size=args.batch_size)
+    from segtrt.files import atomic_write_text
+    from segtrt.runtime.backends import open_backend
+
+    backend = open_backend(args.checkpoint or args.onnx, args.provider, args.threads)
+    metrics = evaluate_backend(backend, args.data, images=args.images, batch_size=args.batch_size)
     print(format_table(metrics))
     if args.json:
-        from segtrt.files import atomic_write
-
-        atomic_write(args.json, lambda file: file.write((json.dumps(metrics, indent=2) + "\n").encode()))
+        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
     return 0
 
 
@@ -95,62 +97,20 @@ def evaluate_predictions(coco_gt, predictions: list[dict], category_ids=None) ->
     }
 
 
-def evaluate_checkpoint(checkpoint, data, images=None, batch_size: int = 4, progress=True) -> dict:
-    """A segtrt checkpoint in PyTorch over a dataset, post-processed exactly as an exported model's outputs."""
-    from segtrt.models.checkpoint import load_checkpoint
-    from segtrt.models import predict
-
-    model, meta = load_checkpoint(checkpoint)
-    return _evaluate_backend(partial(predict, model), meta["class_names"], meta["preprocess"], data, images,
-                             batch_size, progress)
-
-
-def evaluate_onnx(path, data, images=None, batch_size: int = 1, progress=True) -> dict:
-    """An exported ONNX file (either flavour) in ONNX Runtime over a dataset, pasted at the original size."""
-    from segtrt.runtime.model_info import read_info
-    from segtrt.runtime.backends.onnxruntime import create_session, run
-    from segtrt.runtime.postprocess import detections_to_instances
-
-    info = read_info(path)
-    session = create_session(path)
-    fixed_batch = session.get_inputs()[0].shape[0]
-    if isinstance(fixed_batch, int):
-        batch_size = fixed_batch  # the last batch is padded below
-
-    def predict(batch, scales, sizes):
-        count = len(batch)
-        if count < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)])
-            scales, sizes = [*scales, *[1.0] * (batch_size - count)], [*sizes, *[sizes[0]] * (batch_size - count)]
-        outputs = run(session, batch)
-        return detections_to_instances(outputs, info.mask_frame, info.preprocess.input_size, scales, sizes)[:count]
-
-    return _evaluate_backend(predict, info.class_names, info.preprocess, data, images, batch_size, progress)
-
-
-def _evaluate_backend(predict, class_names, preprocess, data, images, batch_size, progress) -> dict:
-    """predict(batch [B,3,H,W], scales, original sizes) -> instances in original coordinates, over a dataset."""
-    from tqdm import tqdm
-
+def evaluate_backend(backend, data, images=None, batch_size: int = 4, progress=True) -> dict:
+    """Any backend (segtrt.runtime.backends) over a COCO dataset, scored at the original image size."""
     from segtrt.data.coco import CocoDataset
-    from segtrt.runtime.preprocess import to_model_input
+    from segtrt.runtime.inference import predict_images
 
-    if batch_size < 1:
-        raise SegtrtError(f"--batch-size must be at least 1, got {batch_size}")
     dataset = CocoDataset(data, images)
-    if list(class_names) != dataset.class_names:
+    if list(backend.info.class_names) != dataset.class_names:
         raise SegtrtError(
-            f"the model's classes {list(class_names)} differ from the dataset's {dataset.class_names}; "
+            f"the model's classes {list(backend.info.class_names)} differ from the dataset's {dataset.class_names}; "
             "evaluate on a set with the categories the model was trained on"
         )
-    predictions = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="eval", unit="batch", disable=not progress):
-        image_ids = dataset.image_ids[start : start + batch_size]
-        originals = [dataset.load_image(image_id) for image_id in image_ids]
-        batch, scales = to_model_input(originals, preprocess)
-        sizes = [image.shape[:2] for image in originals]
-        for image_id, instances in zip(image_ids, predict(batch, scales, sizes)):
-            predictions.append(dict(instances, image_id=image_id))
+    results = predict_images(backend, dataset.iter_images(), batch_size, progress="eval" if progress else None,
+                             total=len(dataset))
+    predictions = [dict(result.instances, image_id=result.key) for result in results]
     return evaluate_predictions(dataset.coco_api(), predictions, dataset.category_ids)
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from segtrt import SegtrtError
-from segtrt.runtime.model_info import FLAVOURS, INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, ModelInfo, write_info
+from segtrt.runtime.model_info import FLAVOURS, INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, write_info
 from segtrt.runtime.preprocess import Preprocess
 
 OPSET = 17
@@ -49,10 +49,12 @@ def export_onnx(
     batch_size: int = 1,
     dynamic_batch: bool = False,
     simplify: bool = True,
+    source: str = "",
 ) -> ExportSummary:
     """Export an eval-mode segtrt model to `path` (written atomically) and return a summary.
 
     The input is [batch_size or dynamic, 3, H, W] with (H, W) = preprocess.input_size.
+    `source` (the checkpoint's sha256) is recorded in the metadata, so a stale export can be told apart.
     Raises SegtrtError for a flavour, batch or size the model cannot take.
     """
     import onnx
@@ -70,6 +72,7 @@ def export_onnx(
         )
     start = time.perf_counter()
     graph, info = trace_to_onnx(model, flavour, class_names, preprocess, batch_size, dynamic_batch)
+    info = dataclasses.replace(info, source=source)
     nodes_before = len(graph.graph.node)
     simplified = "off"
     if simplify:
@@ -98,6 +101,7 @@ def trace_to_onnx(model, flavour, class_names, preprocess, batch_size=1, dynamic
     import torch
 
     from segtrt.export.plugin_nodes import plugin_nodes
+    from segtrt.models.backend import model_info
 
     height, width = preprocess.input_size
     generator = torch.Generator().manual_seed(0)
@@ -116,15 +120,7 @@ def trace_to_onnx(model, flavour, class_names, preprocess, batch_size=1, dynamic
     graph = onnx.load_from_string(buffer.getvalue())
     for value, output in zip(graph.graph.output, outputs):
         _set_shape(value, [BATCH_DIM if dynamic_batch else batch_size, *output.shape[1:]])
-    info = ModelInfo(
-        kind=model.kind,
-        flavour=flavour,
-        class_names=tuple(class_names),
-        preprocess=preprocess,
-        max_detections=int(outputs[1].shape[1]),
-        mask_size=tuple(int(size) for size in outputs[4].shape[-2:]),
-        mask_frame=model.mask_frame,
-    )
+    info = model_info(model, class_names, preprocess, flavour, dict(zip(OUTPUT_NAMES, outputs)))
     return graph, info
 
 

@@ -36,10 +36,12 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from segtrt.models.checkpoint import load_checkpoint
     from segtrt.export import export_onnx
+    from segtrt.files import file_sha256
+    from segtrt.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint)
+    source = file_sha256(args.checkpoint)
     preprocess = meta["preprocess"]
     if args.input_size:
         preprocess = dataclasses.replace(preprocess, input_size=tuple(args.input_size))
@@ -50,11 +52,11 @@ def main(args) -> int:
         print(f"exporting {meta['kind']} ({flavour}) -> {path}", flush=True)
         summary = export_onnx(
             model, path, flavour, meta["class_names"], preprocess,
-            batch_size=args.batch, dynamic_batch=args.dynamic_batch, simplify=args.simplify,
+            batch_size=args.batch, dynamic_batch=args.dynamic_batch, simplify=args.simplify, source=source,
         )
         summaries.append(summary)
         if args.check:
-            print(f"  check: {check_against_pytorch(model, path)}", flush=True)
+            print(f"  check: {check_against_pytorch(model, meta['class_names'], path)}", flush=True)
     print(format_summaries(summaries))
     return 0
 
@@ -70,28 +72,32 @@ def output_path(checkpoint, out, flavour: str, several: bool) -> Path:
     return out.with_name(f"{out.stem}.{flavour}.onnx") if several else out
 
 
-def check_against_pytorch(model, path) -> str:
-    """One random image through PyTorch and ONNX Runtime: a one-line verdict, or SegtrtError."""
+def check_against_pytorch(model, class_names, path, images: int = 2) -> str:
+    """Random images through PyTorch and the exported file, compared as parity compares them.
+
+    Returns a one-line verdict, or raises SegtrtError saying what differs.
+    """
     import numpy as np
-    import torch
 
-    from segtrt.runtime.model_info import read_info
-    from segtrt.runtime.backends.onnxruntime import create_session, run
+    from segtrt.export.parity import run_parity
+    from segtrt.models.backend import TorchBackend
+    from segtrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    info = read_info(path)
-    session = create_session(path)
-    batch = session.get_inputs()[0].shape[0]
-    batch = batch if isinstance(batch, int) else 1
-    height, width = info.preprocess.input_size
-    images = torch.rand(batch, 3, height, width, generator=torch.Generator().manual_seed(1)) * 255
-    with torch.no_grad():
-        expected = model(images)
-    outputs = run(session, images.numpy())
-    count = outputs["num_detections"]
-    if not np.array_equal(count, expected[0].numpy()) or not np.array_equal(outputs["labels"], expected[3].numpy()):
-        raise SegtrtError(f"{path}: ONNX Runtime and PyTorch disagree on a random image (counts {count} vs {expected[0].numpy()})")
-    box_error = float(np.abs(outputs["boxes"] - expected[1].numpy()).max())
-    return f"ONNX Runtime matches PyTorch ({int(count.sum())} detections, max box difference {box_error:.2g} px)"
+    candidate = OnnxRuntimeBackend(path)
+    reference = TorchBackend(model, class_names, candidate.info.preprocess)
+    height, width = candidate.info.preprocess.input_size
+    rng = np.random.default_rng(1)
+    count = candidate.batch_size or images
+    samples = [(index, rng.integers(0, 256, (height, width, 3), dtype=np.uint8)) for index in range(count)]
+    row = run_parity([reference, candidate], lambda: samples, total=count)["backends"][candidate.name]
+    if not row["passed"]:
+        raise SegtrtError(
+            f"{path}: ONNX Runtime and PyTorch disagree on random images ({row['count_mismatches']} count and "
+            f"{row['label_mismatches']} label mismatches, worst box difference {row['worst_box_rel']:.2g} relative, "
+            f"min mask IoU {row['worst_mask_iou']:.3f})"
+        )
+    return (f"ONNX Runtime matches PyTorch ({row['detections']} detections on {count} random images, "
+            f"worst box difference {row['worst_box_rel']:.2g} relative)")
 
 
 def format_summaries(summaries) -> str:

@@ -18,8 +18,11 @@ largest probability difference, so such ties stay visible.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from segtrt import SegtrtError
 from segtrt.runtime.postprocess import MASK_THRESHOLD
 
 BOX_RTOL = 1e-3
@@ -86,59 +89,55 @@ def mask_iou(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def run_parity(model, onnx_paths: dict, dataset, image_ids=None, progress=False) -> dict:
-    """Compare PyTorch with each ONNX file ({name: path}) over dataset images (a segtrt CocoDataset).
+def run_parity(backends: list, images, total: int, dataset=None, progress: bool = False) -> dict:
+    """Compare backends[0] (the reference, e.g. PyTorch) with each other backend over the same images.
 
-    The ONNX files must take batch 1 (or a dynamic batch). Returns {"images": n,
-    "backends": {name: {"detections", "mask_AP", "box_AP", "worst_box_rel", "worst_mask_iou",
-    "count_mismatches", "label_mismatches", "passed"}}} with "pytorch" the reference.
+    backends: segtrt.runtime.backends.Backend objects, each with its own pre- and
+        post-processing facts (they must agree: the ONNX files carry the checkpoint's).
+    images: a callable returning a fresh iterable of (key, RGB image) each time it is
+        called (one pass per backend, run side by side); total: how many it yields.
+    dataset: the CocoDataset the keys are image ids of, for mask/box AP; None (a bare
+        image folder) leaves AP not computed.
+    Returns {"images": n, "backends": {name: {"detections", "mask_AP", "box_AP", and for
+    the candidates "worst_box_rel", "worst_mask_iou", "max_prob_diff", "box_ties",
+    "count_mismatches", "label_mismatches", "passed"}}}; the APs are None without a dataset.
     """
-    from tqdm import tqdm
+    from segtrt.runtime.inference import predict_images
 
-    from segtrt.evaluation.coco import evaluate_predictions
-    from segtrt.runtime.model_info import read_info
-    from segtrt.runtime.backends.onnxruntime import create_session, run
-    from segtrt.models import deployable_outputs
-    from segtrt.runtime.postprocess import detections_to_instances
-    from segtrt.runtime.preprocess import to_model_input
+    names = [backend.name for backend in backends]
+    if len(set(names)) != len(names):
+        raise SegtrtError(f"backends to compare need distinct names, got {names}")
+    streams = [predict_images(backend, images(), progress="parity" if progress and index == 0 else None, total=total)
+               for index, backend in enumerate(backends)]
+    boxes_from_masks = backends[0].info.mask_frame == "image"
+    predictions = {name: [] for name in names}
+    comparisons = {name: [] for name in names[1:]}
+    for results in zip(*streams):
+        reference = results[0]
+        for name, result in zip(names, results):
+            predictions[name].append(dict(result.instances, image_id=result.key))
+            if result is not reference:
+                comparisons[name].append(compare_instances(reference.outputs, result.outputs, boxes_from_masks))
 
-    image_ids = list(dataset.image_ids if image_ids is None else image_ids)
-    sessions = {name: (create_session(path), read_info(path)) for name, path in onnx_paths.items()}
-    preprocess = next(iter(sessions.values()))[1].preprocess
-    predictions = {name: [] for name in ("pytorch", *sessions)}
-    comparisons = {name: [] for name in sessions}
-    model.eval()
-    for image_id in tqdm(image_ids, desc="parity", unit="image", disable=not progress):
-        original = dataset.load_image(image_id)
-        hw = original.shape[:2]
-        batch, (scale,) = to_model_input([original], preprocess)
-        backend_outputs = {"pytorch": deployable_outputs(model, batch)}
-        backend_outputs.update({name: run(session, batch) for name, (session, _) in sessions.items()})
-        graph_views = {}
-        for name, outputs in backend_outputs.items():
-            instances = detections_to_instances(outputs, model.mask_frame, preprocess.input_size, scale, hw)[0]
-            predictions[name].append(dict(instances, image_id=image_id))
-            count = len(instances["labels"])
-            graph_views[name] = dict(instances, boxes=outputs["boxes"][0, :count], masks=outputs["masks"][0, :count])
-        for name in sessions:
-            comparisons[name].append(
-                compare_instances(graph_views["pytorch"], graph_views[name], model.mask_frame == "image")
-            )
+    metrics = {name: None for name in names}
+    if dataset is not None:
+        from segtrt.evaluation.coco import evaluate_predictions
 
-    coco_gt = dataset.coco_api()
-    metrics = {name: evaluate_predictions(coco_gt, preds, dataset.category_ids) for name, preds in predictions.items()}
-    reference_ap = metrics["pytorch"]["segm"]["AP"]
-    backends = {"pytorch": _backend_row(metrics["pytorch"], predictions["pytorch"], [], reference_ap)}
-    for name in sessions:
-        backends[name] = _backend_row(metrics[name], predictions[name], comparisons[name], reference_ap)
-    return {"images": len(image_ids), "backends": backends}
+        coco_gt = dataset.coco_api()
+        metrics = {name: evaluate_predictions(coco_gt, preds, dataset.category_ids)
+                   for name, preds in predictions.items()}
+    reference_ap = metrics[names[0]] and metrics[names[0]]["segm"]["AP"]
+    rows = {names[0]: _backend_row(metrics[names[0]], predictions[names[0]], [], reference_ap)}
+    for name in names[1:]:
+        rows[name] = _backend_row(metrics[name], predictions[name], comparisons[name], reference_ap)
+    return {"images": len(predictions[names[0]]), "backends": rows}
 
 
 def _backend_row(metrics, predictions, comparisons, reference_ap) -> dict:
     row = {
         "detections": int(sum(len(p["labels"]) for p in predictions)),
-        "mask_AP": metrics["segm"]["AP"],
-        "box_AP": metrics["bbox"]["AP"],
+        "mask_AP": metrics["segm"]["AP"] if metrics else None,
+        "box_AP": metrics["bbox"]["AP"] if metrics else None,
     }
     if comparisons:
         matched = [c for c in comparisons if c["count_equal"]]
@@ -155,7 +154,7 @@ def _backend_row(metrics, predictions, comparisons, reference_ap) -> dict:
             and row["label_mismatches"] == 0
             and row["worst_box_rel"] <= BOX_RTOL
             and row["worst_mask_iou"] >= MIN_MASK_IOU
-            and abs(row["mask_AP"] - reference_ap) <= AP_TOLERANCE
+            and (reference_ap is None or abs(row["mask_AP"] - reference_ap) <= AP_TOLERANCE)
         )
     return row
 
@@ -166,14 +165,123 @@ def format_report(report: dict) -> str:
               f"{'max |dp|':>9} {'count/label diff':>17}  verdict")
     lines = [f"parity over {report['images']} images", header, "-" * len(header)]
     for name, row in report["backends"].items():
+        aps = " ".join(f"{'n/a':>{width}}" if row[key] is None else f"{row[key]:{width}.4f}"
+                       for key, width in (("mask_AP", 8), ("box_AP", 7)))
         if "passed" not in row:
-            lines.append(f"{name:14} {row['detections']:6d} {row['mask_AP']:8.4f} {row['box_AP']:7.4f} "
-                         f"{'':>9} {'':>8} {'':>9} {'':>17}  reference")
+            lines.append(f"{name:14} {row['detections']:6d} {aps} {'':>9} {'':>8} {'':>9} {'':>17}  reference")
             continue
         diffs = f"{row['count_mismatches']}/{row['label_mismatches']}"
         lines.append(
-            f"{name:14} {row['detections']:6d} {row['mask_AP']:8.4f} {row['box_AP']:7.4f} {row['worst_box_rel']:9.2e} "
+            f"{name:14} {row['detections']:6d} {aps} {row['worst_box_rel']:9.2e} "
             f"{row['worst_mask_iou']:8.4f} {row['max_prob_diff']:9.2e} {diffs:>17}  {'PASS' if row['passed'] else 'FAIL'}"
             + (f" ({row['box_ties']} box(es) one pixel off at a mask-threshold tie)" if row["box_ties"] else "")
         )
     return "\n".join(lines)
+
+
+# ---- `segtrt parity` ----------------------------------------------------------------------------------------
+
+FULL_SIZE = (800, 1344)
+SEEDED_SIZE = (192, 192)
+
+
+def add_arguments(parser) -> None:
+    from segtrt.models import MODELS
+    from segtrt.runtime.backends import add_backend_arguments
+
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="segtrt checkpoint (.pt)")
+    source.add_argument("--model", choices=list(MODELS), help="seeded random weights of this model kind")
+    parser.add_argument("--full-size", action="store_true",
+                        help=f"with --model: the resnet50 architecture at {FULL_SIZE[0]}x{FULL_SIZE[1]}")
+    images = parser.add_mutually_exclusive_group(required=True)
+    images.add_argument("--data", help="dataset folder (annotations.json + images/): detections compared, AP reported")
+    images.add_argument("--images", help="image folder, file or glob without annotations: detections compared only")
+    parser.add_argument("--images-limit", type=int, help="only the first N images")
+    parser.add_argument("--out", help="run folder for the ONNX files and parity.json "
+                        "(default runs/parity/<checkpoint stem or model>)")
+    parser.add_argument("--json", help="report path (default OUT/parity.json)")
+    parser.add_argument("--reexport", action="store_true",
+                        help="export again even where OUT holds ONNX files of this checkpoint")
+    add_backend_arguments(parser)
+
+
+def main(args) -> int:
+    import json
+    import time
+
+    from segtrt.files import atomic_write_text
+    from segtrt.models.backend import TorchBackend
+    from segtrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    if args.images_limit is not None and args.images_limit < 1:
+        raise SegtrtError(f"--images-limit must be at least 1, got {args.images_limit}")
+    dataset, keys, load = _parity_images(args)
+    model, class_names, preprocess, stem, source = _parity_model(args, dataset)
+    out = Path(args.out or Path("runs") / "parity" / stem)
+    exports = {flavour: _export_or_reuse(model, out / f"{stem}.{flavour}.onnx", flavour, class_names, preprocess,
+                                         source, args.reexport)
+               for flavour in ("portable", "trt")}
+    backends = [TorchBackend(model, class_names, preprocess, args.threads)]
+    backends += [OnnxRuntimeBackend(path, args.provider, args.threads) for path in exports.values()]
+    start = time.perf_counter()
+    report = run_parity(backends, lambda: ((key, load(key)) for key in keys), len(keys), dataset, progress=True)
+    report.update(kind=model.kind, input_size=list(preprocess.input_size),
+                  parity_seconds=time.perf_counter() - start, onnx={f: str(p) for f, p in exports.items()})
+    print(format_report(report))
+    report_path = Path(args.json) if args.json else out / "parity.json"
+    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    print(f"report: {report_path}")
+    return 0 if all(row.get("passed", True) for row in report["backends"].values()) else 1
+
+
+def _parity_images(args):
+    """(CocoDataset or None, the keys of the images to compare, key -> RGB image)."""
+    from segtrt.data.coco import CocoDataset
+    from segtrt.runtime.sources import image_files, read_image
+
+    if args.data:
+        dataset = CocoDataset(args.data)
+        keys, load = dataset.image_ids, dataset.load_image
+    else:
+        dataset, keys, load = None, image_files(args.images), read_image
+    return dataset, list(keys[: args.images_limit] if args.images_limit else keys), load
+
+
+def _parity_model(args, dataset):
+    """(model, class names, Preprocess, file stem, source id) of --checkpoint or --model."""
+    from segtrt.data.synth import CLASS_NAMES
+    from segtrt.files import file_sha256
+    from segtrt.models import seeded_model
+    from segtrt.models.checkpoint import load_checkpoint
+    from segtrt.runtime.preprocess import Preprocess
+
+    if args.checkpoint:
+        model, meta = load_checkpoint(args.checkpoint)
+        stem = Path(args.checkpoint).stem
+        return model, meta["class_names"], meta["preprocess"], stem, file_sha256(args.checkpoint)
+    class_names = dataset.class_names if dataset else list(CLASS_NAMES)
+    backbone = "resnet50" if args.full_size else "edge"
+    model = seeded_model(args.model, len(class_names), backbone)
+    preprocess = Preprocess(input_size=FULL_SIZE if args.full_size else SEEDED_SIZE)
+    stem = f"{args.model}_{backbone}_seeded"
+    return model, class_names, preprocess, stem, f"seeded:{args.model}:{backbone}:{len(class_names)}"
+
+
+def _export_or_reuse(model, path, flavour, class_names, preprocess, source, reexport: bool):
+    """Export `flavour` to `path` unless it already holds an export of the same source and pre-processing."""
+    from segtrt.export import export_onnx
+    from segtrt.runtime.model_info import read_info
+
+    if path.is_file() and not reexport:
+        try:
+            info = read_info(path)
+        except SegtrtError:
+            info = None
+        if info and info.source == source and info.preprocess == preprocess and info.flavour == flavour:
+            print(f"reusing {path} (exported from the same source; --reexport to export again)", flush=True)
+            return path
+    summary = export_onnx(model, path, flavour, class_names, preprocess, source=source)
+    print(f"exported {summary.path} ({summary.size_mb:.1f} MB, {summary.nodes_before_simplify}->{summary.nodes} "
+          f"nodes, {summary.seconds:.1f} s)", flush=True)
+    return path

@@ -117,13 +117,13 @@ class PluginMatrixNMS(nn.Module):
         self.original = original
 
         def compute(masks, scores, labels):
-            count, keep, kept_scores, kept_labels = original.forward(masks, labels, scores)
+            count, keep, kept_scores, kept_labels = original.forward(masks, scores, labels)
             return count, keep.to(torch.int32), kept_scores, kept_labels.to(torch.int32)
 
         dtypes = [torch.int32, torch.int32, torch.float32, torch.int32]
         self.node = _plugin_function("MatrixNMS", original.attributes(), compute, dtypes, dynamic_batch)
 
-    def forward(self, masks: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor):
+    def forward(self, masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor):
         count, keep, kept_scores, kept_labels = self.node.apply(masks, scores, labels.to(torch.int32))
         return count, keep.to(torch.int64), kept_scores, kept_labels.to(labels.dtype)
 

@@ -23,6 +23,7 @@ MODELS = {
     "solov2": ("segtrt.models.solo", "SOLOv2"),
     "solo": ("segtrt.models.solo", "SOLO"),
 }
+BACKBONES = ("resnet50", "edge")  # see segtrt.models.backbone
 
 
 def model_class(kind: str):
@@ -66,3 +67,25 @@ def predict(model, images, scales=1.0, original_sizes=None) -> list[dict]:
     input_hw = tuple(images.shape[-2:])
     original_sizes = [input_hw] * len(images) if original_sizes is None else original_sizes
     return detections_to_instances(deployable_outputs(model, images), model.mask_frame, input_hw, scales, original_sizes)
+
+
+def seeded_model(kind: str, num_classes: int, backbone: str = "edge", **options):
+    """Seeded random weights whose classifier is biased so that detections exist (tests, parity benchmarks).
+
+    Random SOLO mask channels start at a 1 % prior; they are scaled up so that their
+    masks are varied and sizeable.
+    """
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model(kind, num_classes, backbone, **options).eval()
+    with torch.no_grad():
+        if kind == "maskrcnn":  # background lowest
+            model.roi_heads.box_predictor.cls_score.bias.copy_(torch.linspace(-3.0, 1.0, num_classes + 1))
+        else:
+            model.mask_head.conv_cls.bias.fill_(0.0)
+        if kind == "solo" and model.options["decoupled"]:
+            for conv in (*model.mask_head.conv_mask_list_x, *model.mask_head.conv_mask_list_y):
+                conv.weight.mul_(100)
+                conv.bias.fill_(1.0)
+    return model

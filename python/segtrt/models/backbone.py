@@ -22,9 +22,9 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from segtrt import SegtrtError
+from segtrt.models import BACKBONES
 
 PYRAMID_STRIDES = (4, 8, 16, 32, 64)
-BACKBONES = ("resnet50", "edge")
 
 
 def build_backbone(name: str, fpn_channels: int | None = None) -> nn.Module:

@@ -29,8 +29,8 @@ KERNELS = ("gaussian", "linear")
 
 def matrix_nms(
     masks: torch.Tensor,
-    labels: torch.Tensor,
     scores: torch.Tensor,
+    labels: torch.Tensor,
     *,
     mask_threshold: float = 0.5,
     kernel: str = "gaussian",
@@ -43,9 +43,10 @@ def matrix_nms(
 
     Args:
         masks: [B, N, h, w] mask probabilities; a pixel belongs to the mask when > mask_threshold.
-        labels: [B, N] integer class of each candidate.
         scores: [B, N] candidate scores; <= 0 marks padding.
-        (Input order as mmdetection's mask_matrix_nms and our plugin: masks, labels, scores.)
+        labels: [B, N] integer class of each candidate.
+        (The plugin node's input order, which the CPU twin shares; mmdetection's mask_matrix_nms
+        takes labels before scores.)
         nms_pre, max_num: <= 0 means no limit (as in mmdetection).
         filter_thr: <= 0 means no score filter after the decay.
 
@@ -127,9 +128,9 @@ class MatrixNMS(nn.Module):
             "filter_thr": self.filter_thr,
         }
 
-    def forward(self, masks: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor):
+    def forward(self, masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor):
         """See `matrix_nms`: returns (count, keep, scores, labels)."""
-        return matrix_nms(masks, labels, scores, **self.attributes())
+        return matrix_nms(masks, scores, labels, **self.attributes())
 
     def extra_repr(self) -> str:
         return ", ".join(f"{key}={value!r}" for key, value in self.attributes().items())

@@ -157,7 +157,7 @@ class _SOLOBase(nn.Module):
         maskness = (probs * binary).sum((2, 3)) / area.clamp(min=1)
         scores = scores * maskness * (area > self.cell_min_area[cells])
 
-        count, keep, det_scores, det_labels = self.matrix_nms(probs, labels, scores)
+        count, keep, det_scores, det_labels = self.matrix_nms(probs, scores, labels)
         kept = (keep >= 0).to(probs.dtype)
         masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
         full_size = resize_bilinear(masks, (height, width))

@@ -6,10 +6,10 @@ from segtrt import SegtrtError
 from segtrt.ops import _native
 
 
-def matrix_nms(masks, labels, scores, kernel="gaussian", sigma=2.0, nms_pre=-1, max_num=-1, filter_thr=-1.0):
+def matrix_nms(masks, scores, labels, kernel="gaussian", sigma=2.0, nms_pre=-1, max_num=-1, filter_thr=-1.0):
     """Soft-suppresses same-class overlapping masks.
 
-    masks [N, H, W] binary (bool or 0/1), labels [N] int, scores [N] float.
+    masks [N, H, W] binary (bool or 0/1), scores [N] float, labels [N] int: the plugin node's input order.
     Returns (scores [K] float32 decayed, descending; labels [K] int64; keep_indices [K] int64 into the inputs),
     in the order mmdetection's mask_matrix_nms returns them. nms_pre / max_num <= 0 and filter_thr <= 0 disable
     their cut, as in mmdetection.

@@ -1,6 +1,7 @@
 """What an exported ONNX file says about itself, read back by every later stage.
 
-Export writes these keys into the ONNX model's metadata_props; calibration, engine
+A model's facts are one ModelInfo whichever backend runs it (ONNX Runtime,
+TensorRT, PyTorch). Export writes these keys into the ONNX model's metadata_props; calibration, engine
 building, evaluation and the camera runtime read them instead of asking the user
 to re-type input size, normalisation or class names.
 
@@ -40,6 +41,7 @@ class ModelInfo:
     mask_size: tuple[int, int]  # (h, w) of the masks output
     mask_frame: str  # one of MASK_FRAMES
     contract: str = CONTRACT
+    source: str = ""  # sha256 of the checkpoint the file was exported from ("" when unknown)
 
     def __post_init__(self):
         if self.mask_frame not in MASK_FRAMES:
@@ -55,6 +57,7 @@ class ModelInfo:
             "segtrt.max_detections": str(self.max_detections),
             "segtrt.mask_size": json.dumps(list(self.mask_size)),
             "segtrt.mask_frame": self.mask_frame,
+            **({"segtrt.source": self.source} if self.source else {}),
         }
 
     @classmethod
@@ -74,6 +77,7 @@ class ModelInfo:
             max_detections=int(props["segtrt.max_detections"]),
             mask_size=tuple(json.loads(props["segtrt.mask_size"])),
             mask_frame=props["segtrt.mask_frame"],
+            source=props.get("segtrt.source", ""),
         )
 
 

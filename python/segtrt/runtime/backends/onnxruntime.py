@@ -1,66 +1,95 @@
-"""Run an exported segtrt ONNX file in ONNX Runtime on CPU, either flavour.
+"""The ONNX Runtime backend: an exported segtrt ONNX file, either flavour.
 
-    session = create_session("model.trt.onnx")
-    outputs = run(session, images)   # {"num_detections", "boxes", "scores", "labels", "masks"}
+    backend = OnnxRuntimeBackend("model.trt.onnx")          # CPU
+    outputs = backend(images)   # {"num_detections", "boxes", "scores", "labels", "masks"}
 
 The portable flavour is plain ONNX. The trt flavour holds our plugin nodes
-(domain "segtrt"); for ONNX Runtime an in-memory COPY of the graph (never the
-file TensorRT gets) moves them to onnxruntime-extensions' Python custom-op
-domain, where they are served by the plugins' CPU twins (segtrt.ops: the same
-C++ math as the CUDA kernels). Python custom ops take int64 / float / string
-attributes only, so list attributes travel as comma-separated strings.
+(domain "segtrt"); ONNX Runtime gets an in-memory COPY of the graph (never the
+file TensorRT gets) with them rewritten for the chosen execution provider:
+- CPU and CUDA: onnxruntime-extensions' Python custom-op domain, where the
+  plugin registry's serving functions (the plugins' CPU twins: the same C++ math
+  as the CUDA kernels) run them. Python custom ops take int64 / float / string
+  attributes only, so list attributes travel as comma-separated strings.
+- TensorRT: the domain `trt.plugins`, where ONNX Runtime's TensorRT execution
+  provider finds plugins registered with TensorRT; our plugin library is loaded
+  through its `trt_extra_plugin_lib_paths` option.
 
-No torch here: the camera runtime and the evaluator import this.
+No torch here.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import numpy as np
 
 from segtrt import SegtrtError
+from segtrt.ops.registry import plugin
+from segtrt.runtime.backends import Backend
 from segtrt.runtime.model_info import INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, read_info
 
 CONTRIB_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions' domain for Python custom ops
+TRT_PLUGIN_DOMAIN = "trt.plugins"  # where ONNX Runtime's TensorRT provider looks up TensorRT plugins
+# segtrt --provider name -> ONNX Runtime provider (the names are segtrt.runtime.backends.PROVIDERS)
+ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+PLUGIN_LIBRARY_ENV = "SEGTRT_PLUGIN_LIB"  # path of libsegtrt_plugins.so for the TensorRT provider
 
 
-def create_session(path, threads: int | None = None):
-    """An onnxruntime.InferenceSession for a segtrt ONNX file (either flavour), CPU provider."""
+class OnnxRuntimeBackend(Backend):
+    """A segtrt ONNX file in ONNX Runtime on one execution provider (see ORT_PROVIDERS)."""
+
+    def __init__(self, path, provider: str = "cpu", threads: int | None = None):
+        self.path = Path(path)
+        self.info = read_info(path)
+        self.provider = provider
+        self.name = f"ort-{provider}-{self.info.flavour}" if provider != "cpu" else f"ort-{self.info.flavour}"
+        self.session = create_session(path, provider, threads)
+        batch = self.session.get_inputs()[0].shape[0]
+        self.batch_size = batch if isinstance(batch, int) else None
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})))
+
+
+def create_session(path, provider: str = "cpu", threads: int | None = None):
+    """An onnxruntime.InferenceSession for a segtrt ONNX file (either flavour) on `provider`."""
     import onnx
     import onnxruntime
 
     info = read_info(path)
+    if provider not in ORT_PROVIDERS:
+        raise SegtrtError(f"unknown provider {provider!r}; choose one of {', '.join(ORT_PROVIDERS)}")
+    available = onnxruntime.get_available_providers()
+    if ORT_PROVIDERS[provider] not in available:
+        raise SegtrtError(
+            f"this ONNX Runtime has no {ORT_PROVIDERS[provider]} (it has {', '.join(available)}); install "
+            "onnxruntime-gpu with CUDA (and TensorRT for 'tensorrt') on a GPU machine, or use --provider cpu"
+        )
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    providers = [ORT_PROVIDERS[provider]]
     if info.flavour != "trt":
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    try:
-        from onnxruntime_extensions import get_library_path
-    except ImportError:
-        raise SegtrtError(
-            "running the trt flavour on CPU needs onnxruntime-extensions (pip install onnxruntime-extensions); "
-            "or run the portable flavour"
-        ) from None
+        return onnxruntime.InferenceSession(str(path), options, providers=providers)
     model = onnx.load(str(path))
-    rewrite_plugin_nodes(model)
-    options.register_custom_ops_library(get_library_path())
-    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    if provider == "tensorrt":
+        rewrite_plugin_nodes(model, TRT_PLUGIN_DOMAIN)
+        providers = [(ORT_PROVIDERS[provider], {"trt_extra_plugin_lib_paths": str(_plugin_library())})]
+    else:
+        rewrite_plugin_nodes(model, CONTRIB_DOMAIN)
+        options.register_custom_ops_library(_extensions_library())
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=providers)
 
 
-def run(session, images: np.ndarray) -> dict[str, np.ndarray]:
-    """images float32 [B, 3, H, W] (letterboxed RGB 0..255) -> the contract's outputs by name."""
-    images = np.ascontiguousarray(images, dtype=np.float32)
-    return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})))
+def rewrite_plugin_nodes(model, domain: str = CONTRIB_DOMAIN) -> int:
+    """Move an onnx.ModelProto's plugin nodes (in place) to `domain`; returns how many were rewritten.
 
-
-def rewrite_plugin_nodes(model) -> int:
-    """Move plugin nodes of an onnx.ModelProto (in place) to the Python custom-op domain.
-
-    MultilevelRoIAlign becomes MultilevelRoIAlign_L<levels> (a Python op has a fixed
-    number of inputs); INTS attributes become comma-separated STRINGs. Returns the
-    number of nodes rewritten.
+    For the Python custom-op domain each op type gets its CPU serving function
+    registered; MultilevelRoIAlign becomes MultilevelRoIAlign_L<levels> (a Python op
+    has a fixed number of inputs) and INTS attributes become comma-separated STRINGs.
     """
     import onnx
 
@@ -68,84 +97,67 @@ def rewrite_plugin_nodes(model) -> int:
     for node in model.graph.node:
         if node.domain != PLUGIN_DOMAIN:
             continue
-        if node.op_type == "MultilevelRoIAlign":
-            node.op_type = _register_multilevel_roi_align(len(node.input) - 1)
-        elif node.op_type == "MatrixNMS":
-            _register_matrix_nms()
-        else:
-            raise SegtrtError(f"unknown segtrt plugin node {node.op_type!r}; this segtrt serves MultilevelRoIAlign, MatrixNMS")
-        node.domain = CONTRIB_DOMAIN
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.INTS:
-                text = ",".join(str(v) for v in attribute.ints)
-                attribute.ClearField("ints")
-                attribute.type, attribute.s = onnx.AttributeProto.STRING, text.encode()
+        entry = plugin(node.op_type)
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attributes.pop("plugin_version", None)
+        values = entry.resolve({k: v.decode() if isinstance(v, bytes) else v for k, v in attributes.items()})
+        entry.validate(values, len(node.input))
+        node.domain = domain
+        if domain == CONTRIB_DOMAIN:
+            node.op_type = _register_python_op(entry.op_type, len(node.input))
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.INTS:
+                    text = ",".join(str(v) for v in attribute.ints)
+                    attribute.ClearField("ints")
+                    attribute.type, attribute.s = onnx.AttributeProto.STRING, text.encode()
         rewritten += 1
-    if rewritten and not any(entry.domain == CONTRIB_DOMAIN for entry in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    if rewritten and not any(entry.domain == domain for entry in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(domain, 1))
     return rewritten
 
 
 @functools.cache
-def _register_multilevel_roi_align(levels: int) -> str:
+def _register_python_op(op_type: str, num_inputs: int) -> str:
+    """Register the registry's serving function of `op_type` for nodes with `num_inputs` inputs."""
     from onnxruntime_extensions import PyCustomOpDef, onnx_op
 
-    from segtrt.ops import multilevel_roi_align
+    entry = plugin(op_type)
+    element = {"float": PyCustomOpDef.dt_float, "int32": PyCustomOpDef.dt_int32}
+    attribute_type = {"INT": PyCustomOpDef.dt_int64, "INTS": PyCustomOpDef.dt_string,
+                      "FLOAT": PyCustomOpDef.dt_float, "STRING": PyCustomOpDef.dt_string}
+    variadic = entry.inputs[-1].endswith("...")
+    inputs = [*entry.inputs[:-1], *[entry.inputs[-1].rstrip(".")] * (num_inputs - len(entry.inputs) + 1)] \
+        if variadic else list(entry.inputs)
+    registered_name = f"{op_type}_L{num_inputs - 1}" if variadic else op_type
+    list_names = {a.name for a in entry.attributes if a.onnx_type == "INTS"}
 
-    op_type = f"MultilevelRoIAlign_L{levels}"
-    integer, text = PyCustomOpDef.dt_int64, PyCustomOpDef.dt_string
-    attrs = {
-        "output_height": integer, "output_width": integer, "feature_strides": text, "sampling_ratio": integer,
-        "aligned": integer, "mode": text, "canonical_scale": integer, "canonical_level": integer,
-        "plugin_version": text,
-    }
+    @onnx_op(op_type=registered_name, inputs=[element[t] for t in inputs], outputs=[element[t] for t in entry.outputs],
+             attrs={**{a.name: attribute_type[a.onnx_type] for a in entry.attributes},
+                    "plugin_version": PyCustomOpDef.dt_string})
+    def serve(*arrays, plugin_version, **attributes):
+        for name in list_names:
+            attributes[name] = [int(value) for value in attributes[name].split(",")]
+        return entry.serve(*arrays, **attributes)
 
-    @onnx_op(op_type=op_type, inputs=[PyCustomOpDef.dt_float] * (levels + 1), outputs=[PyCustomOpDef.dt_float], attrs=attrs)
-    def serve(rois, *features, output_height, output_width, feature_strides, sampling_ratio, aligned, mode,
-              canonical_scale, canonical_level, plugin_version):
-        return multilevel_roi_align(
-            list(features), rois, strides=[int(s) for s in feature_strides.split(",")],
-            output_size=(output_height, output_width), sampling_ratio=sampling_ratio, aligned=bool(aligned),
-            mode=mode, canonical_scale=canonical_scale, canonical_level=canonical_level,
+    return registered_name
+
+
+def _extensions_library() -> str:
+    try:
+        from onnxruntime_extensions import get_library_path
+    except ImportError:
+        raise SegtrtError(
+            "running the trt flavour in ONNX Runtime needs onnxruntime-extensions (pip install "
+            "onnxruntime-extensions); or run the portable flavour"
+        ) from None
+    return get_library_path()
+
+
+def _plugin_library() -> Path:
+    path = Path(os.environ.get(PLUGIN_LIBRARY_ENV, Path(__file__).parents[4] / "build" / "libsegtrt_plugins.so"))
+    if not path.is_file():
+        raise SegtrtError(
+            f"the TensorRT provider needs segtrt's plugin library, not found at {path}: build it with `make native` "
+            f"on a machine with TensorRT (TENSORRT_ROOT) and/or set {PLUGIN_LIBRARY_ENV}"
         )
-
-    return op_type
-
-
-@functools.cache
-def _register_matrix_nms() -> None:
-    from onnxruntime_extensions import PyCustomOpDef, onnx_op
-
-    f32, i32 = PyCustomOpDef.dt_float, PyCustomOpDef.dt_int32
-    attrs = {
-        "kernel": PyCustomOpDef.dt_string, "sigma": f32, "mask_threshold": f32, "nms_pre": PyCustomOpDef.dt_int64,
-        "max_num": PyCustomOpDef.dt_int64, "filter_thr": f32, "plugin_version": PyCustomOpDef.dt_string,
-    }
-
-    @onnx_op(op_type="MatrixNMS", inputs=[f32, f32, i32], outputs=[i32, i32, f32, i32], attrs=attrs)
-    def serve(masks, scores, labels, kernel, sigma, mask_threshold, nms_pre, max_num, filter_thr, plugin_version):
-        return matrix_nms_padded(masks, scores, labels, kernel, sigma, mask_threshold, nms_pre, max_num, filter_thr)
-
-
-def matrix_nms_padded(masks, scores, labels, kernel, sigma, mask_threshold, nms_pre, max_num, filter_thr):
-    """The MatrixNMS plugin's contract on CPU: per image, binarise, run the twin, pad to max_num.
-
-    masks [B, N, h, w], scores [B, N], labels int32 [B, N] -> (count int32 [B],
-    keep int32 [B, M] -1 padded, scores float32 [B, M] 0 padded, labels int32 [B, M] -1 padded).
-    """
-    from segtrt.ops import matrix_nms
-
-    batch = masks.shape[0]
-    count = np.zeros(batch, np.int32)
-    keep = np.full((batch, max_num), -1, np.int32)
-    kept_scores = np.zeros((batch, max_num), np.float32)
-    kept_labels = np.full((batch, max_num), -1, np.int32)
-    for image in range(batch):
-        image_scores, image_labels, image_keep = matrix_nms(
-            masks[image] > mask_threshold, labels[image], scores[image], kernel=kernel, sigma=sigma,
-            nms_pre=nms_pre, max_num=max_num, filter_thr=filter_thr,
-        )
-        n = len(image_keep)
-        count[image] = n
-        keep[image, :n], kept_scores[image, :n], kept_labels[image, :n] = image_keep, image_scores, image_labels
-    return count, keep, kept_scores, kept_labels
+    return path

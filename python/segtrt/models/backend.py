@@ -1,0 +1,58 @@
+"""The PyTorch reference backend: a segtrt model's deployable forward behind the runtime's Backend interface.
+
+It returns exactly the outputs an exported graph returns, so every comparison
+(eval, parity, export --check) scores PyTorch through the same loop and
+post-processing as ONNX Runtime or TensorRT.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segtrt.models import deployable_outputs
+from segtrt.runtime.backends import Backend
+from segtrt.runtime.model_info import ModelInfo
+from segtrt.runtime.preprocess import Preprocess
+
+FLAVOUR = "pytorch"
+
+
+def model_info(model, class_names, preprocess: Preprocess, flavour: str = FLAVOUR, outputs=None) -> ModelInfo:
+    """The ModelInfo of a model's deployable forward; `outputs` (its contract arrays) are computed when not given."""
+    if outputs is None:
+        height, width = preprocess.input_size
+        outputs = deployable_outputs(model, np.zeros((1, 3, height, width), np.float32))
+    return ModelInfo(
+        kind=model.kind,
+        flavour=flavour,
+        class_names=tuple(class_names),
+        preprocess=preprocess,
+        max_detections=int(outputs["boxes"].shape[1]),
+        mask_size=tuple(int(size) for size in outputs["masks"].shape[-2:]),
+        mask_frame=model.mask_frame,
+    )
+
+
+class TorchBackend(Backend):
+    """An eval-mode segtrt model in PyTorch on the CPU; any batch size."""
+
+    name = FLAVOUR
+    batch_size = None
+
+    def __init__(self, model, class_names, preprocess: Preprocess, threads: int | None = None):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.model = model.eval()
+        self.info = model_info(self.model, class_names, preprocess)
+
+    @classmethod
+    def from_checkpoint(cls, path, threads: int | None = None) -> "TorchBackend":
+        from segtrt.models.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path)
+        return cls(model, meta["class_names"], meta["preprocess"], threads)
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return deployable_outputs(self.model, images)
