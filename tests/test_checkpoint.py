@@ -80,3 +80,23 @@ def test_strip_drops_training_state_and_keeps_the_model(tmp_path, model):
     for key, value in model.state_dict().items():
         if value.is_floating_point():  # float16 storage: relative error <= 2^-11, plus subnormal flush
             torch.testing.assert_close(loaded.state_dict()[key], value, rtol=2**-10, atol=1e-7, msg=key)
+
+
+@pytest.mark.parametrize("kind", ["maskrcnn", "solov2"])
+def test_the_preprocessing_is_the_one_source_of_mean_and_std(tmp_path, kind):
+    """A model normalises with its pre-processing's numbers, and nothing can record other numbers for it."""
+    preprocess = Preprocess(input_size=(64, 64), mean=(10.0, 20.0, 30.0), std=(2.0, 3.0, 4.0))
+    model = build_model(kind, len(CLASSES), preprocess=preprocess).eval()
+    seen = []
+    model.backbone.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    with torch.no_grad():
+        model(torch.full((1, 3, 64, 64), 40.0))
+    expected = [(40.0 - m) / s for m, s in zip(preprocess.mean, preprocess.std)]  # what the backbone must see
+    assert torch.allclose(seen[0][0, :, 0, 0], torch.tensor(expected))
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, CLASSES, preprocess)
+    loaded, meta = load_checkpoint(path)
+    assert (loaded.mean, loaded.std) == (preprocess.mean, preprocess.std) == (meta["preprocess"].mean, meta["preprocess"].std)
+    with pytest.raises(SegtrtError, match="normalises with"):
+        save_checkpoint(tmp_path / "other.pt", model, CLASSES, Preprocess(input_size=(64, 64)))  # ImageNet's numbers
+    assert not (tmp_path / "other.pt").exists()

@@ -33,9 +33,10 @@ class StandInModel(nn.Module):
     interrupt_at_call = None  # on this call of loss (1-based), stop the run ...
     interrupt = staticmethod(lambda: None)  # ... with this function
 
-    def __init__(self, num_classes, backbone="edge", **options):
+    def __init__(self, num_classes, backbone="edge", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), **options):
         super().__init__()
         self.num_classes, self.backbone_name, self.options = num_classes, backbone, dict(options)
+        self.mean, self.std = tuple(mean), tuple(std)
         self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3),
                                   nn.Conv2d(8, 1 + num_classes, 1))
 

@@ -70,6 +70,9 @@ def export_onnx(
             "Mask R-CNN exports with a fixed batch (its per-image NMS is unrolled per image); use --batch N instead of "
             "--dynamic-batch"
         )
+    from segtrt.models import check_normalisation
+
+    check_normalisation(model, preprocess)
     start = time.perf_counter()
     graph, info = trace_to_onnx(model, flavour, class_names, preprocess, batch_size, dynamic_batch)
     info = dataclasses.replace(info, source=source)

@@ -5,10 +5,11 @@ At export, the model's `MultilevelRoIAlign` and `MatrixNMS` modules are swapped
 whose forward calls an autograd Function. The Function computes the real result
 in torch, so tracing runs on, and its `symbolic` writes ONE node:
 
-- op_type = the plugin's name, domain PLUGIN_DOMAIN ("segtrt"), `plugin_version="1"`
-  and no `plugin_namespace` (the plugins are registered with namespace "");
-- attributes named and typed exactly as the plugin's fields (INT / INTS / FLOAT /
-  STRING), because TensorRT's parser hands the creator only the fields it declares;
+- op_type = the plugin's name, domain PLUGIN_DOMAIN ("segtrt"), `plugin_version` from
+  the plugin registry and no `plugin_namespace` (the plugins are registered with namespace "");
+- attributes named and typed exactly as the registry's schema of the plugin's fields
+  (INT / INTS / FLOAT / STRING), because TensorRT's parser hands the creator only the
+  fields it declares, and checked by the creator's own rules before the node is written;
 - input and output dtypes of the plugin READMEs (labels, keep indices and counts
   INT32), with Casts around the node where the model works in int64.
 """
@@ -22,10 +23,8 @@ from torch import nn
 
 from segtrt.models.matrix_nms import MatrixNMS
 from segtrt.models.roi_align import MultilevelRoIAlign
+from segtrt.ops.registry import plugin
 from segtrt.runtime.model_info import PLUGIN_DOMAIN
-
-PLUGIN_VERSION = "1"
-PLUGIN_OP_TYPES = ("MultilevelRoIAlign", "MatrixNMS")
 
 
 def multilevel_roi_align_attributes(module: MultilevelRoIAlign) -> dict:
@@ -43,11 +42,18 @@ def multilevel_roi_align_attributes(module: MultilevelRoIAlign) -> dict:
     }
 
 
-def _onnx_attributes(attributes: dict) -> dict:
-    """Plugin fields -> torch's g.op keyword form (name_i / name_f / name_s), plus plugin_version."""
-    suffix = {int: "i", float: "f", str: "s", list: "i"}  # every list field is INTS
-    named = {f"{name}_{suffix[type(value)]}": value for name, value in attributes.items()}
-    named["plugin_version_s"] = PLUGIN_VERSION
+def _onnx_attributes(op_type: str, attributes: dict, num_inputs: int) -> dict:
+    """Plugin fields -> torch's g.op keyword form (name_i / name_f / name_s), typed by the registry's schema.
+
+    Raises SegtrtError for a name the plugin does not have or a value its creator would reject.
+    """
+    entry = plugin(op_type)
+    values = entry.resolve(attributes)
+    entry.validate(values, num_inputs)
+    suffix = {"INT": "i", "INTS": "i", "FLOAT": "f", "STRING": "s"}
+    convert = {"INT": int, "INTS": lambda v: [int(x) for x in v], "FLOAT": float, "STRING": str}
+    named = {f"{a.name}_{suffix[a.onnx_type]}": convert[a.onnx_type](values[a.name]) for a in entry.attributes}
+    named["plugin_version_s"] = entry.version
     return named
 
 
@@ -72,7 +78,8 @@ def _plugin_function(op_type: str, attributes: dict, compute, output_dtypes, dyn
         @staticmethod
         def symbolic(g, *inputs):
             count = len(output_dtypes)
-            outputs = g.op(f"{PLUGIN_DOMAIN}::{op_type}", *inputs, outputs=count, **_onnx_attributes(attributes))
+            named = _onnx_attributes(op_type, attributes, len(inputs))
+            outputs = g.op(f"{PLUGIN_DOMAIN}::{op_type}", *inputs, outputs=count, **named)
             outputs = outputs if count > 1 else (outputs,)
             for value, dtype, shape in zip(outputs, output_dtypes, traced_shapes):
                 sizes = [None if dynamic_batch else shape[0], *shape[1:]]
@@ -88,12 +95,14 @@ class PluginMultilevelRoIAlign(nn.Module):
     Node: inputs (rois FP32 [B, R, 4], one map per stride), output [B, R, C, oh, ow].
     """
 
+    op_type = "MultilevelRoIAlign"
+
     def __init__(self, original: MultilevelRoIAlign, dynamic_batch: bool = False):
         super().__init__()
         self.original = original
         # .forward, not __call__: the tracer must not see a module call inside the Function
         self.node = _plugin_function(
-            "MultilevelRoIAlign",
+            self.op_type,
             multilevel_roi_align_attributes(original),
             lambda rois, *levels: original.forward(list(levels), rois),
             [torch.float32],
@@ -112,6 +121,8 @@ class PluginMatrixNMS(nn.Module):
     (count INT32 [B], keep INT32 [B, M], scores [B, M], labels INT32 [B, M]).
     """
 
+    op_type = "MatrixNMS"
+
     def __init__(self, original: MatrixNMS, dynamic_batch: bool = False):
         super().__init__()
         self.original = original
@@ -121,7 +132,7 @@ class PluginMatrixNMS(nn.Module):
             return count, keep.to(torch.int32), kept_scores, kept_labels.to(torch.int32)
 
         dtypes = [torch.int32, torch.int32, torch.float32, torch.int32]
-        self.node = _plugin_function("MatrixNMS", original.attributes(), compute, dtypes, dynamic_batch)
+        self.node = _plugin_function(self.op_type, original.attributes(), compute, dtypes, dynamic_batch)
 
     def forward(self, masks: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor):
         count, keep, kept_scores, kept_labels = self.node.apply(masks, scores, labels.to(torch.int32))

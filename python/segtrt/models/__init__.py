@@ -33,11 +33,28 @@ def model_class(kind: str):
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def build_model(kind: str, num_classes: int, backbone: str = "edge", **options):
-    """A freshly initialised model of the given kind (see MODELS)."""
+def build_model(kind: str, num_classes: int, backbone: str = "edge", preprocess=None, **options):
+    """A freshly initialised model of the given kind (see MODELS).
+
+    The model normalises its input with `preprocess`'s mean and std (segtrt.runtime.preprocess.Preprocess;
+    default ImageNet's): the pre-processing is the one source of them, so the ONNX metadata written
+    from it describes what the graph does.
+    """
     if num_classes < 1:
         raise SegtrtError(f"num_classes must be at least 1, got {num_classes}")
-    return model_class(kind)(num_classes=num_classes, backbone=backbone, **options)
+    if backbone not in BACKBONES:
+        raise SegtrtError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    normalisation = {"mean": preprocess.mean, "std": preprocess.std} if preprocess is not None else {}
+    return model_class(kind)(num_classes=num_classes, backbone=backbone, **normalisation, **options)
+
+
+def check_normalisation(model, preprocess) -> None:
+    """SegtrtError unless the model normalises with `preprocess`'s mean and std (before they are recorded)."""
+    if (model.mean, model.std) != (tuple(preprocess.mean), tuple(preprocess.std)):
+        raise SegtrtError(
+            f"the model normalises with mean {model.mean} / std {model.std}, the pre-processing says "
+            f"{tuple(preprocess.mean)} / {tuple(preprocess.std)}; build the model with build_model(..., preprocess=...)"
+        )
 
 
 def deployable_outputs(model, images) -> dict[str, np.ndarray]:

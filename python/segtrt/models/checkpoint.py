@@ -22,6 +22,9 @@ def save_checkpoint(path, model, class_names, preprocess: Preprocess, train_stat
     """Write a checkpoint atomically. `half` stores float weights as float16 (shipped models)."""
     import torch
 
+    from segtrt.models import check_normalisation
+
+    check_normalisation(model, preprocess)
     state_dict = model.state_dict()
     if half:
         state_dict = {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
@@ -67,7 +70,13 @@ def load_checkpoint(path, expected_kind: str | None = None):
     kind = checkpoint["kind"]
     if expected_kind is not None and kind != expected_kind:
         raise SegtrtError(f"{path} holds a {kind} model, not {expected_kind}")
-    model = build_model(kind, checkpoint["num_classes"], checkpoint["backbone"], **checkpoint["options"])
+    preprocess = Preprocess.from_dict(checkpoint["preprocess"])
+    options = dict(checkpoint["options"])
+    # Mask R-CNN checkpoints from before segtrt 0.1's one-source normalisation kept mean/std among the options
+    legacy = (options.pop("image_mean", preprocess.mean), options.pop("image_std", preprocess.std))
+    if (tuple(legacy[0]), tuple(legacy[1])) != (preprocess.mean, preprocess.std):
+        raise SegtrtError(f"{path} is inconsistent: its model options and its pre-processing name different mean/std")
+    model = build_model(kind, checkpoint["num_classes"], checkpoint["backbone"], preprocess, **options)
     state_dict = {k: v.float() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
     try:
         model.load_state_dict(state_dict)
@@ -75,7 +84,7 @@ def load_checkpoint(path, expected_kind: str | None = None):
         raise SegtrtError(f"{path} does not match a {kind} model: {str(error).splitlines()[0]}") from None
     model.eval()
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
-    meta["preprocess"] = Preprocess.from_dict(checkpoint["preprocess"])
+    meta["preprocess"] = preprocess
     return model, meta
 
 

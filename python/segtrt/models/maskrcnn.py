@@ -32,8 +32,6 @@ DEFAULT_OPTIONS = {
     "box_nms_threshold": 0.5,
     "box_max_candidates": 1000,  # best (proposal, class) pairs that enter the final NMS
     "box_samples_per_image": 512,  # training RoIs per image for the box head (a quarter positive at most)
-    "image_mean": list(IMAGENET_MEAN),
-    "image_std": list(IMAGENET_STD),
 }
 # The edge model is small and runs at ~192x192: narrower heads, fewer proposals.
 EDGE_OPTIONS = {
@@ -55,7 +53,7 @@ class MaskRCNN(nn.Module):
     kind = "maskrcnn"
     mask_frame = "box"  # forward's 28x28 masks each span their own box
 
-    def __init__(self, num_classes: int, backbone: str = "edge", **options):
+    def __init__(self, num_classes: int, backbone: str = "edge", mean=IMAGENET_MEAN, std=IMAGENET_STD, **options):
         super().__init__()
         unknown = set(options) - set(DEFAULT_OPTIONS)
         if unknown:
@@ -66,8 +64,9 @@ class MaskRCNN(nn.Module):
         self.num_classes = num_classes
         self.backbone_name = backbone
         self.backbone = build_backbone(backbone, self.options["fpn_channels"])
-        self.register_buffer("image_mean", torch.tensor(self.options["image_mean"]).reshape(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(self.options["image_std"]).reshape(1, 3, 1, 1), persistent=False)
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        self.register_buffer("image_mean", torch.tensor(self.mean).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(self.std).reshape(1, 3, 1, 1), persistent=False)
         channels, strides = self.backbone.out_channels, tuple(self.backbone.strides)
         self.rpn = RegionProposalNetwork(
             channels,

@@ -102,7 +102,7 @@ class _SOLOBase(nn.Module):
     kind = ""
     mask_frame = "image"  # forward's masks span the letterboxed input, at the mask-feature stride 4
 
-    def __init__(self, num_classes: int, backbone: str = "edge", **options):
+    def __init__(self, num_classes: int, backbone: str = "edge", mean=IMAGENET_MEAN, std=IMAGENET_STD, **options):
         super().__init__()
         self.num_classes = num_classes
         self.backbone_name = backbone
@@ -116,8 +116,9 @@ class _SOLOBase(nn.Module):
             mask_threshold=opts["mask_thr"], kernel=opts["nms_kernel"], sigma=opts["nms_sigma"],
             nms_pre=opts["nms_pre"], max_num=opts["max_detections"], filter_thr=opts["filter_thr"],
         )
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        self.register_buffer("pixel_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
         cell_min_area = [torch.full((grid**2,), float(area)) for grid, area in zip(opts["num_grids"], opts["min_mask_area"])]
         self.register_buffer("cell_min_area", torch.cat(cell_min_area), persistent=False)
 

@@ -162,7 +162,8 @@ def train(recipe: dict, data, out, iterations: int | None = None, images=None, r
 
     preprocess = Preprocess(input_size=tuple(recipe["input_size"]))
     torch.manual_seed(recipe["seed"])  # the initial weights, so a seed reproduces a whole run
-    model = build_model(recipe["model"], len(dataset.class_names), recipe["backbone"], **recipe["model_options"])
+    model = build_model(recipe["model"], len(dataset.class_names), recipe["backbone"], preprocess,
+                        **recipe["model_options"])
     optimizer = _optimizer(model, recipe)
     start = 0
     if state is not None:
