@@ -17,7 +17,7 @@ from segtrt import SegtrtError, __version__
 SUBCOMMANDS = {
     "synth": ("segtrt.data.synth", "generate a synthetic COCO-format instance segmentation set"),
     "train": ("segtrt.training.train", "train Mask R-CNN, SOLOv2 or SOLO"),
-    "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint"),
+    "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint or ONNX file"),
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
     "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),

@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 
 from segtrt import SegtrtError
+from segtrt.models import MODELS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 VALIDATION_SEED = 1000  # never used for training data
@@ -25,7 +26,7 @@ def shipped_checkpoints() -> dict[str, Path]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="working directory (default runs/demo)")
-    parser.add_argument("--model", default="solov2", choices=["maskrcnn", "solov2", "solo"],
+    parser.add_argument("--model", default="solov2", choices=list(MODELS),
                         help="model for the brief training run (default solov2)")
     parser.add_argument("--train-images", type=int, default=64, help="synthetic training images (default 64)")
     parser.add_argument("--val-images", type=int, default=50, help="synthetic validation images (default 50)")

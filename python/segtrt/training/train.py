@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from segtrt import SegtrtError
+from segtrt.models import BACKBONES, MODELS
 
 DEFAULT_LR = {"sgd": 0.01, "adamw": 3e-4}
 # SOLO-family heads collapse (every mask to 0) under SGD at 1e-2 from scratch; AdamW with
@@ -37,11 +38,11 @@ STEP_MILESTONES = (0.75, 0.92)  # fractions of training where the step schedule 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, choices=["maskrcnn", "solov2", "solo"], help="model kind")
+    parser.add_argument("--model", required=True, choices=list(MODELS), help="model kind")
     parser.add_argument("--data", required=True, help="dataset folder (annotations.json + images/) or COCO JSON")
     parser.add_argument("--images", help="image folder (default DATA/images, or images/ beside a JSON file)")
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt)")
-    parser.add_argument("--backbone", default="edge", choices=["edge", "resnet50"], help="backbone (default edge)")
+    parser.add_argument("--backbone", default="edge", choices=BACKBONES, help="backbone (default edge)")
     parser.add_argument("--model-options", default="{}", metavar="JSON",
                         help='model options as a JSON object, e.g. \'{"fpn_channels": 64}\'')
     parser.add_argument("--iterations", type=int,

@@ -54,12 +54,14 @@ def open_backend(path, provider: str = "cpu", threads: int | None = None) -> Bac
         if provider != "cpu":
             raise SegtrtError(f"a checkpoint runs in PyTorch on the CPU here; --provider {provider} is for ONNX files")
         try:
-            from segtrt.models.backend import TorchBackend
+            import torch  # noqa: F401  (checked here, so that a Jetson without it gets one sentence)
         except ImportError as error:
             raise SegtrtError(
                 f"running checkpoint {path} needs PyTorch ({error}); export it to ONNX on a machine with PyTorch "
                 "(`segtrt export`) and run the .onnx file here"
             ) from None
+        from segtrt.models.backend import TorchBackend
+
         return TorchBackend.from_checkpoint(path, threads)
     if suffix in ENGINE_SUFFIXES:
         raise SegtrtError(f"{path}: TensorRT engines are not runnable by this segtrt version yet; run the .onnx file")
