@@ -38,7 +38,7 @@ def test_parity_on_a_folder_reuses_its_exports_and_leaves_nothing_behind(tmp_pat
     assert capsys.readouterr().out.count("reusing") == 2
     assert [p.stat().st_mtime_ns for p in exports] == stamps
     assert list(work.iterdir()) == []  # nothing written to the current directory
-    assert list(temp.iterdir()) == []
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor")] == []  # torch's own cache
 
 
 def test_parity_with_annotations_reports_ap(tmp_path, capsys):
