@@ -18,8 +18,30 @@ NUM_CLASSES = 3
 SIZE = 160
 
 
-def _torchvision_pair():
-    """A seeded torchvision Mask R-CNN whose random weights give varied detections, and our copy of it."""
+# Two tensors of the same shape that a wrong key mapping could exchange without any load error.
+SWAPS = {
+    "BatchNorm weights": ("backbone.body.layer1.0.bn1.weight", "backbone.body.layer1.0.bn2.weight"),
+    "BatchNorm running stats": ("backbone.body.layer2.1.bn1.running_var", "backbone.body.layer2.1.bn2.running_var"),
+    "FPN biases": ("backbone.fpn.inner_blocks.2.0.bias", "backbone.fpn.inner_blocks.3.0.bias"),
+}
+
+
+def _perturb_every_tensor(model, seed: int = 1) -> None:
+    """Give every parameter and buffer values of its own: fresh BatchNorm is the identity and FPN biases
+    are zero, so a state dict whose mapping exchanged two of them would otherwise load to the same model."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if not tensor.is_floating_point():
+                continue
+            spread = float(tensor.std()) if tensor.numel() > 1 and float(tensor.std()) > 0 else 0.0
+            scale = 0.1 * spread if spread else 0.2 * max(abs(float(tensor.flatten()[0])), 0.5)
+            tensor.add_((torch.rand(tensor.shape, generator=generator) - 0.5) * 2 * scale)
+
+
+def _torchvision_pair(swap=None):
+    """A seeded torchvision Mask R-CNN whose random weights give varied detections, and our copy of it
+    (loaded from its state dict with the tensors named in `swap` exchanged, when given)."""
     torch.manual_seed(0)
     limits = {"rpn_pre_nms_top_n": [300, 300], "rpn_post_nms_top_n": [150, 150], "max_detections": 30}
     reference = torchvision.models.detection.maskrcnn_resnet50_fpn(
@@ -34,6 +56,7 @@ def _torchvision_pair():
         rpn_post_nms_top_n_test=150,
         box_detections_per_img=30,
     ).eval()
+    _perturb_every_tensor(reference)
     image = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6), size=(SIZE, SIZE)) * 255
     # Random weights score one class everywhere. Centre the classifier on this image's RoI
     # features so every class wins somewhere with spread-out scores, and sharpen the mask
@@ -48,27 +71,47 @@ def _torchvision_pair():
         classifier.bias.copy_(-classifier.weight @ captured["features"].mean(0))
         reference.roi_heads.mask_predictor.mask_fcn_logits.weight.mul_(20)
     ours = MaskRCNN(NUM_CLASSES, backbone="resnet50", **limits).eval()
-    load_torchvision_state_dict(ours, reference.state_dict())
+    state_dict = dict(reference.state_dict())
+    if swap:
+        first, second = swap
+        state_dict[first], state_dict[second] = state_dict[second], state_dict[first]
+    load_torchvision_state_dict(ours, state_dict)
     return reference, ours, image
 
 
 def test_matches_torchvision_detections():
-    reference, ours, image = _torchvision_pair()
+    _assert_matches_torchvision(*_torchvision_pair())
+
+
+@pytest.mark.parametrize("swap", SWAPS.values(), ids=SWAPS.keys())
+def test_the_equivalence_sees_every_tensor(swap):
+    """Exchanging two same-shape tensors in the state dict must make the equivalence fail."""
+    with pytest.raises(AssertionError):
+        _assert_matches_torchvision(*_torchvision_pair(swap))
+
+
+def _assert_matches_torchvision(reference, ours, image):
+    pooled_rois = []
+    ours.roi_heads.box_roi_pool.register_forward_hook(lambda module, inputs, output: pooled_rois.append(inputs[1]))
     with torch.no_grad():
         expected = reference([image[0] / 255])[0]
         num_detections, boxes, _, _, box_masks = ours(image)
     got = predict(ours, image)[0]
 
-    assert len(expected["boxes"]) == len(got["boxes"]) == int(num_detections[0]) == 30
+    assert len(expected["boxes"]) == len(got["boxes"]) == int(num_detections[0]) >= 20
+    count = len(got["boxes"])
     assert len(np.unique(got["labels"])) == NUM_CLASSES  # the comparison covers every class
-    sizes = np.sqrt(np.prod(got["boxes"][:, 2:] - got["boxes"][:, :2], axis=1))
-    assert sizes.max() > 112 and sizes.min() < 56  # RoIs pooled from P2 and P3 at least
+    box_rois = pooled_rois[0].reshape(-1, 4)
+    sizes = torch.sqrt((box_rois[:, 2:] - box_rois[:, :2]).prod(dim=1))
+    assert sizes.max() > 112 and sizes.min() < 56  # the box head's RoIs came from P2 and P3 at least
     np.testing.assert_allclose(got["boxes"], expected["boxes"].numpy(), rtol=1e-3, atol=1e-2)
     np.testing.assert_array_equal(got["labels"], expected["labels"].numpy() - 1)
-    np.testing.assert_allclose(got["scores"], expected["scores"].numpy(), atol=1e-4)
+    # 5e-4: a 2-pixel-wide box at the image edge samples its RoIAlign bins at near-integer positions,
+    # where the two models' float rounding (boxes within 2e-3 px) moves its score by 2.4e-4
+    np.testing.assert_allclose(got["scores"], expected["scores"].numpy(), atol=5e-4)
     # Our 28x28 masks, pasted by torchvision's rule, are torchvision's masks. (segtrt pastes
     # by its own rule, the exact inverse of the RoIAlign: tests/test_postprocess.py.)
-    pasted = paste_masks_in_image(box_masks[0, :30, None], boxes[0, :30], (SIZE, SIZE))[:, 0]
+    pasted = paste_masks_in_image(box_masks[0, :count, None], boxes[0, :count], (SIZE, SIZE))[:, 0]
     assert (pasted - expected["masks"][:, 0]).abs().max() < 1e-2
 
 
