@@ -125,10 +125,10 @@ def _register_python_op(op_type: str, num_inputs: int) -> str:
     element = {"float": PyCustomOpDef.dt_float, "int32": PyCustomOpDef.dt_int32}
     attribute_type = {"INT": PyCustomOpDef.dt_int64, "INTS": PyCustomOpDef.dt_string,
                       "FLOAT": PyCustomOpDef.dt_float, "STRING": PyCustomOpDef.dt_string}
-    variadic = entry.inputs[-1].endswith("...")
-    inputs = [*entry.inputs[:-1], *[entry.inputs[-1].rstrip(".")] * (num_inputs - len(entry.inputs) + 1)] \
-        if variadic else list(entry.inputs)
-    registered_name = f"{op_type}_L{num_inputs - 1}" if variadic else op_type
+    inputs, registered_name = list(entry.inputs), op_type
+    if inputs[-1].endswith("..."):  # the last input repeats (one per feature map): one Python op per count
+        inputs = inputs[:-1] + [inputs[-1].removesuffix("...")] * (num_inputs - len(inputs) + 1)
+        registered_name = f"{op_type}_L{num_inputs - 1}"
     list_names = {a.name for a in entry.attributes if a.onnx_type == "INTS"}
 
     @onnx_op(op_type=registered_name, inputs=[element[t] for t in inputs], outputs=[element[t] for t in entry.outputs],
