@@ -1,0 +1,449 @@
+// Runs the real CUDA kernels (compiled as host code over emulation.h) against the CPU twins, bit for bit, on the
+// cases of issue 15; with TensorRT headers (SEGTRT_WITH_TENSORRT) also drives the plugin classes. One group of
+// cases per command-line argument; prints one line per failure and exits non-zero when any case fails.
+#include "../../plugins/cpu/segtrtCpuOps.h"
+#include "../../plugins/matrixNMS/matrixNmsKernel.h"
+#include "../../plugins/multilevelRoIAlign/multilevelRoIAlignKernel.h"
+#include "cuda_fp16.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#if defined(SEGTRT_WITH_TENSORRT)
+#include "../../plugins/matrixNMS/matrixNmsPlugin.h"
+#include "../../plugins/multilevelRoIAlign/multilevelRoIAlignPlugin.h"
+#endif
+
+namespace
+{
+
+using namespace segtrt;
+
+int gFailures = 0;
+
+void expect(bool ok, std::string const& what)
+{
+    if (!ok)
+    {
+        ++gFailures;
+        std::printf("FAIL %s\n", what.c_str());
+    }
+}
+
+// A tensor as the kernel stores it (FP32 or FP16) and as the twin reads it (the stored values, as FP32).
+struct Stored
+{
+    bool half;
+    std::vector<float> values;
+    std::vector<__half> halves;
+
+    Stored(std::vector<float> const& v, bool asHalf)
+        : half(asHalf)
+        , values(v)
+    {
+        if (half)
+        {
+            for (float& x : values)
+            {
+                halves.push_back(__float2half(x));
+                x = __half2float(halves.back());
+            }
+        }
+    }
+
+    void const* data() const { return half ? static_cast<void const*>(halves.data()) : values.data(); }
+};
+
+// What the kernel's FP32 result becomes in its output type.
+float asStored(float v, bool half)
+{
+    return half ? __half2float(__float2half(v)) : v;
+}
+
+// Output storage pre-filled with a pattern, so a slot the kernel forgets to write shows.
+struct Output
+{
+    bool half;
+    std::vector<unsigned char> bytes;
+
+    Output(size_t count, bool asHalf)
+        : half(asHalf)
+        , bytes(count * (asHalf ? sizeof(__half) : sizeof(float)), 0x5A)
+    {
+    }
+
+    void* data() { return bytes.data(); }
+    float at(size_t i) const
+    {
+        if (half)
+        {
+            __half h;
+            std::memcpy(&h, bytes.data() + i * sizeof(__half), sizeof(__half));
+            return __half2float(h);
+        }
+        float f;
+        std::memcpy(&f, bytes.data() + i * sizeof(float), sizeof(float));
+        return f;
+    }
+};
+
+bool same(float a, float b)
+{
+    return a == b || (std::isnan(a) && std::isnan(b));
+}
+
+std::string storage(bool half)
+{
+    return half ? "fp16" : "fp32";
+}
+
+// ---- MultilevelRoIAlign ------------------------------------------------------------------------------------
+
+struct RoiCase
+{
+    int batch, channels, numRois, levels, imageH, imageW, outH, outW, sampling;
+    bool aligned, max, featuresHalf, roisHalf;
+
+    std::string name() const
+    {
+        char text[200];
+        std::snprintf(text, sizeof(text), "roi_align B=%d C=%d R=%d L=%d %dx%d out %dx%d sampling=%d aligned=%d %s "
+            "features %s rois %s", batch, channels, numRois, levels, imageH, imageW, outH, outW, sampling, aligned,
+            max ? "max" : "avg", storage(featuresHalf).c_str(), storage(roisHalf).c_str());
+        return text;
+    }
+};
+
+struct RoiInputs
+{
+    std::vector<Stored> maps;
+    Stored rois;
+    MultilevelRoIAlignShape shape;
+};
+
+RoiInputs roiInputs(RoiCase const& c, unsigned seed)
+{
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> unit(-1.f, 1.f);
+    MultilevelRoIAlignShape shape{};
+    shape.batch = c.batch;
+    shape.channels = c.channels;
+    shape.numRois = c.numRois;
+    shape.levels = c.levels;
+    std::vector<Stored> maps;
+    for (int l = 0; l < c.levels; ++l)
+    {
+        shape.stride[l] = 4 << l;
+        shape.height[l] = (c.imageH + shape.stride[l] - 1) / shape.stride[l];
+        shape.width[l] = (c.imageW + shape.stride[l] - 1) / shape.stride[l];
+        std::vector<float> v(static_cast<size_t>(c.batch) * c.channels * shape.height[l] * shape.width[l]);
+        for (float& x : v)
+            x = unit(rng);
+        maps.emplace_back(v, c.featuresHalf);
+    }
+    // Boxes of every size (so every level is picked), some partly outside the image.
+    std::vector<float> boxes;
+    std::uniform_real_distribution<float> side(2.f, static_cast<float>(c.imageW));
+    for (int i = 0; i < c.batch * c.numRois; ++i)
+    {
+        float const x1 = (unit(rng) * 0.6f + 0.4f) * c.imageW;
+        float const y1 = (unit(rng) * 0.6f + 0.4f) * c.imageH;
+        float const w = side(rng);
+        float const h = side(rng) * c.imageH / c.imageW;
+        boxes.insert(boxes.end(), {x1, y1, x1 + w, y1 + h});
+    }
+    return {maps, Stored(boxes, c.roisHalf), shape};
+}
+
+std::vector<float> roiTwin(RoiCase const& c, RoiInputs const& in)
+{
+    std::vector<float const*> features;
+    for (auto const& m : in.maps)
+        features.push_back(m.values.data());
+    std::vector<int> strides(in.shape.stride, in.shape.stride + c.levels);
+    std::vector<float> out(static_cast<size_t>(c.batch) * c.numRois * c.channels * c.outH * c.outW);
+    char error[256] = "";
+    int const status = segtrt_multilevel_roi_align(features.data(), in.shape.height, in.shape.width, c.levels,
+        c.batch, c.channels, in.rois.values.data(), c.numRois, strides.data(), c.levels, c.outH, c.outW, c.sampling,
+        c.aligned, c.max ? "max" : "avg", 224, 4, out.data(), error, sizeof(error));
+    expect(status == 0, c.name() + ": twin refused: " + error);
+    return out;
+}
+
+void compareRoi(RoiCase const& c, Output const& kernel, std::vector<float> const& twin)
+{
+    size_t mismatches = 0;
+    for (size_t i = 0; i < twin.size(); ++i)
+        mismatches += same(kernel.at(i), asStored(twin[i], c.featuresHalf)) ? 0 : 1;
+    expect(mismatches == 0, c.name() + ": " + std::to_string(mismatches) + " of " + std::to_string(twin.size())
+        + " outputs differ from the twin");
+}
+
+void runRoiCase(RoiCase const& c, unsigned seed)
+{
+    RoiInputs const in = roiInputs(c, seed);
+    std::vector<void const*> features;
+    for (auto const& m : in.maps)
+        features.push_back(m.data());
+    Output out(static_cast<size_t>(c.batch) * c.numRois * c.channels * c.outH * c.outW, c.featuresHalf);
+    RoiAlignParams const p{c.outH, c.outW, c.sampling, c.aligned, c.max ? PoolMode::kMax : PoolMode::kAvg};
+    cudaError_t const status = launchMultilevelRoIAlign(features.data(), c.featuresHalf, in.rois.data(), c.roisHalf,
+        in.shape, LevelMapping{224.f, 4}, p, out.data(), nullptr);
+    expect(status == cudaSuccess, c.name() + ": launch failed with " + std::to_string(status));
+    compareRoi(c, out, roiTwin(c, in));
+}
+
+std::vector<RoiCase> roiCases()
+{
+    std::vector<RoiCase> cases;
+    for (int batch : {1, 2, 3})
+        for (int sampling : {0, 2})
+            for (bool aligned : {false, true})
+                for (bool max : {false, true})
+                    for (bool featuresHalf : {false, true})
+                    {
+                        bool const roisHalf = (batch + sampling) % 2 == 1;
+                        cases.push_back({batch, 3, 5, 4, 97, 131, 7, 5, sampling, aligned, max, featuresHalf, roisHalf});
+                    }
+    cases.push_back({1, 2, 1, 1, 33, 17, 14, 14, 0, true, false, true, true});
+    return cases;
+}
+
+// ---- MatrixNMS ---------------------------------------------------------------------------------------------
+
+struct NmsCase
+{
+    int batch, numMasks, height, width, nmsPre, maxNum;
+    NmsKernel kernel;
+    float filterThr;
+    bool masksHalf, scoresHalf;
+    int scoreLevels; // > 0: scores take this many distinct values (ties)
+    int padding;     // trailing candidates with score 0 and empty masks, as the SOLO graphs pad
+    bool nanAndInf;  // a NaN score and a +Inf score in every image
+
+    std::string name() const
+    {
+        char text[240];
+        std::snprintf(text, sizeof(text), "matrix_nms B=%d N=%d %dx%d nms_pre=%d max_num=%d %s filter_thr=%g "
+            "masks %s scores %s ties=%d padding=%d nan/inf=%d", batch, numMasks, height, width, nmsPre, maxNum,
+            kernel == NmsKernel::kLinear ? "linear" : "gaussian", filterThr, storage(masksHalf).c_str(),
+            storage(scoresHalf).c_str(), scoreLevels, padding, nanAndInf);
+        return text;
+    }
+};
+
+constexpr float kSigma = 2.f;
+constexpr float kMaskThreshold = 0.5f;
+
+struct NmsInputs
+{
+    Stored masks;
+    Stored scores;
+    std::vector<int> labels;
+};
+
+NmsInputs nmsInputs(NmsCase const& c, unsigned seed)
+{
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> unit(0.f, 1.f);
+    size_t const hw = static_cast<size_t>(c.height) * c.width;
+    std::vector<float> masks(c.batch * c.numMasks * hw);
+    std::vector<float> scores(c.batch * c.numMasks);
+    std::vector<int> labels(c.batch * c.numMasks);
+    for (int b = 0; b < c.batch; ++b)
+    {
+        for (int i = 0; i < c.numMasks; ++i)
+        {
+            size_t const at = static_cast<size_t>(b) * c.numMasks + i;
+            float* m = masks.data() + at * hw;
+            bool const pad = i >= c.numMasks - c.padding;
+            // Overlapping rectangles of probabilities above the threshold inside, below it outside.
+            int const y0 = static_cast<int>(unit(rng) * c.height * 0.6f);
+            int const x0 = static_cast<int>(unit(rng) * c.width * 0.6f);
+            int const y1 = y0 + 1 + static_cast<int>(unit(rng) * c.height * 0.5f);
+            int const x1 = x0 + 1 + static_cast<int>(unit(rng) * c.width * 0.5f);
+            for (int y = 0; y < c.height; ++y)
+                for (int x = 0; x < c.width; ++x)
+                {
+                    bool const inside = !pad && y >= y0 && y < y1 && x >= x0 && x < x1;
+                    m[y * c.width + x] = inside ? 0.55f + 0.4f * unit(rng) : 0.45f * unit(rng);
+                }
+            float const s = 0.05f + 0.9f * unit(rng);
+            scores[at] = pad ? 0.f : c.scoreLevels > 0 ? std::ceil(s * c.scoreLevels) / c.scoreLevels : s;
+            labels[at] = pad ? 0 : static_cast<int>(unit(rng) * 3);
+        }
+        if (c.nanAndInf && c.numMasks - c.padding >= 2)
+        {
+            scores[static_cast<size_t>(b) * c.numMasks] = NAN;
+            scores[static_cast<size_t>(b) * c.numMasks + 1] = INFINITY;
+        }
+    }
+    return {Stored(masks, c.masksHalf), Stored(scores, c.scoresHalf), labels};
+}
+
+MatrixNmsParams nmsParams(NmsCase const& c)
+{
+    return {c.kernel, kSigma, kMaskThreshold, c.nmsPre, c.maxNum, c.filterThr};
+}
+
+struct NmsOutputs
+{
+    std::vector<int> count, keep, labels;
+    Output scores;
+
+    NmsOutputs(NmsCase const& c)
+        : count(c.batch, 0x5A5A5A5A)
+        , keep(static_cast<size_t>(c.batch) * c.maxNum, 0x5A5A5A5A)
+        , labels(static_cast<size_t>(c.batch) * c.maxNum, 0x5A5A5A5A)
+        , scores(static_cast<size_t>(c.batch) * c.maxNum, c.scoresHalf)
+    {
+    }
+};
+
+void compareNms(NmsCase const& c, NmsInputs const& in, NmsOutputs const& out)
+{
+    int const hw = c.height * c.width;
+    char const* kernelName = c.kernel == NmsKernel::kLinear ? "linear" : "gaussian";
+    for (int b = 0; b < c.batch; ++b)
+    {
+        int count = 0;
+        std::vector<int> keep(c.numMasks + 1), labels(c.numMasks + 1);
+        std::vector<float> scores(c.numMasks + 1);
+        char error[256] = "";
+        int const status = segtrt_matrix_nms(in.masks.values.data() + static_cast<size_t>(b) * c.numMasks * hw,
+            c.numMasks, hw, in.labels.data() + static_cast<size_t>(b) * c.numMasks,
+            in.scores.values.data() + static_cast<size_t>(b) * c.numMasks, kernelName, kSigma, kMaskThreshold,
+            c.nmsPre, c.maxNum, c.filterThr, &count, keep.data(), scores.data(), labels.data(), error, sizeof(error));
+        expect(status == 0, c.name() + ": twin refused: " + error);
+        std::string const image = c.name() + " image " + std::to_string(b);
+        expect(out.count[b] == count,
+            image + ": count " + std::to_string(out.count[b]) + ", twin " + std::to_string(count));
+        int mismatches = 0;
+        for (int r = 0; r < c.maxNum; ++r)
+        {
+            size_t const slot = static_cast<size_t>(b) * c.maxNum + r;
+            bool const kept = r < count;
+            mismatches += out.keep[slot] == (kept ? keep[r] : -1) ? 0 : 1;
+            mismatches += out.labels[slot] == (kept ? labels[r] : -1) ? 0 : 1;
+            mismatches += same(out.scores.at(slot), kept ? asStored(scores[r], c.scoresHalf) : 0.f) ? 0 : 1;
+        }
+        expect(mismatches == 0, image + ": " + std::to_string(mismatches) + " output values differ from the twin");
+    }
+}
+
+// Launches with exactly matrixNmsWorkspaceSize bytes of workspace (ASan sees any byte beyond).
+cudaError_t launchNms(NmsCase const& c, NmsInputs const& in, NmsOutputs& out)
+{
+    MatrixNmsShape const shape{c.batch, c.numMasks, c.height * c.width};
+    MatrixNmsParams const p = nmsParams(c);
+    std::vector<unsigned char> workspace(matrixNmsWorkspaceSize(shape, p));
+    return launchMatrixNms(in.masks.data(), c.masksHalf, in.scores.data(), c.scoresHalf, in.labels.data(), shape, p,
+        out.count.data(), out.keep.data(), out.scores.data(), out.labels.data(), workspace.data(), nullptr);
+}
+
+void runNmsCase(NmsCase const& c, unsigned seed)
+{
+    NmsInputs const in = nmsInputs(c, seed);
+    NmsOutputs out(c);
+    cudaError_t const status = launchNms(c, in, out);
+    expect(status == cudaSuccess, c.name() + ": launch failed with " + std::to_string(status));
+    compareNms(c, in, out);
+}
+
+std::vector<NmsCase> nmsCases()
+{
+    using K = NmsKernel;
+    return {
+        {1, 1, 9, 7, -1, 5, K::kGaussian, -1.f, false, false, 0, 0, false},
+        {1, 17, 23, 29, -1, 100, K::kGaussian, -1.f, false, false, 0, 0, false},
+        {2, 17, 23, 29, 12, 6, K::kLinear, 0.1f, true, false, 0, 0, false},
+        {3, 17, 19, 13, 20, 4, K::kGaussian, 0.05f, false, true, 0, 0, false},
+        {2, 17, 16, 16, -1, 17, K::kLinear, -1.f, true, true, 4, 0, false},
+        {2, 40, 21, 11, 30, 40, K::kGaussian, -1.f, false, false, 0, 16, false},
+        {2, 40, 21, 11, 30, 40, K::kLinear, 0.f, true, false, 0, 16, true},
+        {3, 25, 12, 17, 10, 8, K::kGaussian, 0.2f, false, true, 5, 4, true},
+        {1, 500, 37, 23, -1, 100, K::kGaussian, 0.05f, false, false, 0, 0, false},
+        {2, 520, 20, 27, 500, 100, K::kLinear, -1.f, true, false, 8, 30, true},
+    };
+}
+
+// ---- groups ------------------------------------------------------------------------------------------------
+
+void kernelsMatchTwins()
+{
+    unsigned seed = 1;
+    for (RoiCase const& c : roiCases())
+        runRoiCase(c, seed++);
+    for (NmsCase const& c : nmsCases())
+        runNmsCase(c, seed++);
+}
+
+// Batch 0: nothing to compute, and a zero grid must not be launched (CUDA rejects it).
+void emptyBatch()
+{
+    NmsCase const nms{0, 17, 8, 8, -1, 10, NmsKernel::kGaussian, -1.f, false, false, 0, 0, false};
+    NmsInputs const in = nmsInputs(nms, 3);
+    NmsOutputs out(nms);
+    expect(launchNms(nms, in, out) == cudaSuccess, "matrix_nms with batch 0 failed to launch");
+    RoiCase const roi{0, 3, 4, 2, 32, 32, 7, 7, 0, true, false, false, false};
+    RoiInputs const rin = roiInputs(roi, 4);
+    std::vector<void const*> features = {rin.maps[0].data(), rin.maps[1].data()};
+    RoiAlignParams const p{7, 7, 0, true, PoolMode::kAvg};
+    expect(launchMultilevelRoIAlign(features.data(), false, rin.rois.data(), false, rin.shape, LevelMapping{224.f, 4},
+               p, nullptr, nullptr) == cudaSuccess,
+        "roi_align with batch 0 failed to launch");
+}
+
+// An error some earlier, unrelated call left pending is neither reported by our launches nor cleared by them.
+void pendingErrorIsNotOurs()
+{
+    cuda_emu::gLastError = cudaErrorMemoryAllocation;
+    NmsCase const nms = nmsCases()[2];
+    NmsInputs const in = nmsInputs(nms, 5);
+    NmsOutputs out(nms);
+    expect(launchNms(nms, in, out) == cudaSuccess, "matrix_nms reported an earlier, unrelated error");
+    compareNms(nms, in, out);
+    RoiCase const roi = roiCases()[0];
+    RoiInputs const rin = roiInputs(roi, 6);
+    std::vector<void const*> features;
+    for (auto const& m : rin.maps)
+        features.push_back(m.data());
+    Output rout(static_cast<size_t>(roi.batch) * roi.numRois * roi.channels * roi.outH * roi.outW, roi.featuresHalf);
+    RoiAlignParams const p{roi.outH, roi.outW, roi.sampling, roi.aligned, PoolMode::kAvg};
+    expect(launchMultilevelRoIAlign(features.data(), roi.featuresHalf, rin.rois.data(), roi.roisHalf, rin.shape,
+               LevelMapping{224.f, 4}, p, rout.data(), nullptr) == cudaSuccess,
+        "roi_align reported an earlier, unrelated error");
+    expect(cudaGetLastError() == cudaErrorMemoryAllocation, "a launch cleared someone else's pending error");
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::map<std::string, std::function<void()>> const groups = {
+        {"kernels", kernelsMatchTwins},
+        {"empty-batch", emptyBatch},
+        {"pending-error", pendingErrorIsNotOurs},
+#if defined(SEGTRT_WITH_TENSORRT)
+        {"plugins", pluginClasses},
+#endif
+    };
+    for (int i = 1; i < argc; ++i)
+    {
+        auto const group = groups.find(argv[i]);
+        if (group == groups.end())
+        {
+            std::printf("FAIL unknown group %s\n", argv[i]);
+            return 2;
+        }
+        group->second();
+    }
+    std::printf("%d failures\n", gFailures);
+    return gFailures == 0 ? 0 : 1;
+}
