@@ -88,3 +88,13 @@ def test_batch_zero_launches_nothing(driver):
 def test_launches_report_their_own_status(driver):
     """A pending error of an earlier, unrelated call is neither reported by our launches nor cleared by them."""
     run(driver, "pending-error")
+
+
+def test_plugin_classes_as_the_parser_and_builder_call_them(driver):
+    """createPlugin from the parser's fields, serialise and re-create, getOutputShapes and configurePlugin that
+    refuse ill-shaped inputs naming them, supportsFormatCombination with FP16 masks/maps and FP32 scores/rois
+    (each input's type free, as TensorRT 11's strongly typed FP16 graphs need), enqueue with exactly
+    getWorkspaceSize bytes against the twin."""
+    if not driver[1]:
+        pytest.skip("no TensorRT headers (set TENSORRT_ROOT to a TensorRT include/ parent); the kernels ran anyway")
+    run(driver, "plugins")

@@ -11,8 +11,10 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #if defined(SEGTRT_WITH_TENSORRT)
@@ -421,6 +423,278 @@ void pendingErrorIsNotOurs()
         "roi_align reported an earlier, unrelated error");
     expect(cudaGetLastError() == cudaErrorMemoryAllocation, "a launch cleared someone else's pending error");
 }
+
+#if defined(SEGTRT_WITH_TENSORRT)
+// ---- the plugin classes, as TensorRT's ONNX parser and builder call them -------------------------------------
+
+using namespace nvinfer1;
+
+// getOutputShapes' expression builder: constants, and symbolic dimensions (value -1) for everything else.
+class Expr : public IDimensionExpr
+{
+public:
+    explicit Expr(int64_t value)
+        : mValueImpl(value)
+    {
+        mImpl = &mValueImpl;
+    }
+
+private:
+    struct Impl : apiv::VDimensionExpr
+    {
+        explicit Impl(int64_t v)
+            : value(v)
+        {
+        }
+        bool isConstant() const override { return value >= 0; }
+        int64_t getConstantValue() const override { return value; }
+        bool isSizeTensor() const override { return false; }
+        int64_t value;
+    } mValueImpl;
+};
+
+class ExprBuilder : public IExprBuilder
+{
+public:
+    ExprBuilder() { mImpl = &mBuilder; }
+    IDimensionExpr const* dim(int64_t value) { return mBuilder.constant(value); }
+
+private:
+    struct Impl : apiv::VExprBuilder
+    {
+        std::vector<std::unique_ptr<Expr>> exprs;
+        IDimensionExpr const* constant(int64_t value) override
+        {
+            exprs.push_back(std::make_unique<Expr>(value));
+            return exprs.back().get();
+        }
+        IDimensionExpr const* operation(DimensionOperation, IDimensionExpr const&, IDimensionExpr const&) override
+        {
+            return constant(-1);
+        }
+        IDimensionExpr const* declareSizeTensor(int32_t, IDimensionExpr const&, IDimensionExpr const&) override
+        {
+            return constant(-1);
+        }
+    } mBuilder;
+};
+
+DimsExprs exprs(ExprBuilder& builder, std::vector<int64_t> const& dims)
+{
+    DimsExprs e{};
+    e.nbDims = static_cast<int32_t>(dims.size());
+    for (size_t k = 0; k < dims.size(); ++k)
+        e.d[k] = builder.dim(dims[k]);
+    return e;
+}
+
+Dims dimsOf(std::vector<int64_t> const& dims)
+{
+    Dims d{};
+    d.nbDims = static_cast<int32_t>(dims.size());
+    for (size_t k = 0; k < dims.size(); ++k)
+        d.d[k] = dims[k];
+    return d;
+}
+
+std::vector<DynamicPluginTensorDesc> descs(std::vector<std::pair<std::vector<int64_t>, DataType>> const& tensors)
+{
+    std::vector<DynamicPluginTensorDesc> out(tensors.size());
+    for (size_t i = 0; i < tensors.size(); ++i)
+    {
+        out[i].desc.dims = out[i].min = out[i].max = out[i].opt = dimsOf(tensors[i].first);
+        out[i].desc.type = tensors[i].second;
+        out[i].desc.format = TensorFormat::kLINEAR;
+    }
+    return out;
+}
+
+bool allFormatsSupported(IPluginV3OneBuild& plugin, std::vector<DynamicPluginTensorDesc> const& inOut, int nbInputs)
+{
+    bool ok = true;
+    for (int pos = 0; pos < static_cast<int>(inOut.size()); ++pos)
+        ok = ok && plugin.supportsFormatCombination(pos, inOut.data(), nbInputs, static_cast<int>(inOut.size()) - nbInputs);
+    return ok;
+}
+
+// Fields as onnx-tensorrt's parser builds them from node attributes: INT -> kINT32, FLOAT -> kFLOAT32,
+// STRING -> kCHAR with its length, INTS -> kINT32 array.
+struct Fields
+{
+    std::vector<PluginField> fields;
+    std::vector<std::unique_ptr<std::vector<unsigned char>>> storage;
+
+    template <typename T>
+    Fields& add(char const* name, std::vector<T> const& v, PluginFieldType type)
+    {
+        storage.push_back(std::make_unique<std::vector<unsigned char>>(v.size() * sizeof(T)));
+        std::memcpy(storage.back()->data(), v.data(), v.size() * sizeof(T));
+        fields.emplace_back(name, storage.back()->data(), type, static_cast<int32_t>(v.size()));
+        return *this;
+    }
+    Fields& text(char const* name, std::string const& v)
+    {
+        return add(name, std::vector<char>(v.begin(), v.end()), PluginFieldType::kCHAR);
+    }
+    PluginFieldCollection collection() const { return {static_cast<int32_t>(fields.size()), fields.data()}; }
+};
+
+template <typename Plugin>
+std::unique_ptr<Plugin> create(IPluginCreatorV3One& creator, PluginFieldCollection const& fc, TensorRTPhase phase)
+{
+    return std::unique_ptr<Plugin>(static_cast<Plugin*>(creator.createPlugin(Plugin::kName, &fc, phase)));
+}
+
+// The serialised fields re-create a plugin that serialises to the same fields.
+template <typename Plugin>
+void roundTrips(IPluginCreatorV3One& creator, Plugin& plugin)
+{
+    PluginFieldCollection const* fc = plugin.getFieldsToSerialize();
+    auto const again = create<Plugin>(creator, *fc, TensorRTPhase::kRUNTIME);
+    expect(again != nullptr, std::string(Plugin::kName) + ": serialised fields do not re-create the plugin");
+    if (again == nullptr)
+        return;
+    PluginFieldCollection const* fc2 = again->getFieldsToSerialize();
+    bool same = fc2->nbFields == fc->nbFields;
+    for (int32_t i = 0; same && i < fc->nbFields; ++i)
+    {
+        PluginField const& a = fc->fields[i];
+        PluginField const& b = fc2->fields[i];
+        size_t const bytes = a.type == PluginFieldType::kCHAR ? 1 : 4;
+        same = std::string(a.name) == b.name && a.type == b.type && a.length == b.length
+            && std::memcmp(a.data, b.data, bytes * a.length) == 0;
+    }
+    expect(same, std::string(Plugin::kName) + ": re-created plugin serialises differently");
+}
+
+void matrixNmsPlugin()
+{
+    MatrixNmsCreator creator;
+    Fields f;
+    f.text("kernel", "linear").add("sigma", std::vector<float>{2.f}, PluginFieldType::kFLOAT32);
+    f.add("mask_threshold", std::vector<float>{kMaskThreshold}, PluginFieldType::kFLOAT32);
+    f.add("nms_pre", std::vector<int32_t>{12}, PluginFieldType::kINT32);
+    f.add("max_num", std::vector<int32_t>{6}, PluginFieldType::kINT32);
+    f.add("filter_thr", std::vector<float>{0.1f}, PluginFieldType::kFLOAT32);
+    auto plugin = create<MatrixNmsPlugin>(creator, f.collection(), TensorRTPhase::kBUILD);
+    expect(plugin != nullptr, "MatrixNMS: createPlugin refused the parser's fields");
+    if (plugin == nullptr)
+        return;
+    Fields bad;
+    bad.text("kernel", "box");
+    expect(create<MatrixNmsPlugin>(creator, bad.collection(), TensorRTPhase::kBUILD) == nullptr,
+        "MatrixNMS: createPlugin accepted kernel \"box\"");
+    roundTrips(creator, *plugin);
+
+    ExprBuilder builder;
+    auto shapes = [&](std::vector<std::vector<int64_t>> const& in) {
+        std::vector<DimsExprs> inputs;
+        for (auto const& d : in)
+            inputs.push_back(exprs(builder, d));
+        DimsExprs outputs[4];
+        return plugin->getOutputShapes(inputs.data(), static_cast<int32_t>(inputs.size()), nullptr, 0, outputs, 4,
+                   builder) == 0
+            && outputs[0].nbDims == 1 && outputs[1].nbDims == 2 && outputs[1].d[1]->getConstantValue() == 6;
+    };
+    expect(shapes({{2, -1, 23, 29}, {2, -1}, {2, -1}}), "MatrixNMS: getOutputShapes refused [B, N, H, W], [B, N], [B, N]");
+    expect(!shapes({{2, 17, 23, 29}, {2}, {2, 17}}), "MatrixNMS: getOutputShapes accepted scores of rank 1");
+    expect(!shapes({{2, 17, 23, 29}, {3, 17}, {2, 17}}), "MatrixNMS: getOutputShapes accepted scores of batch 3");
+    expect(!shapes({{2, 17, 23, 29}, {2, 17}, {2, 16}}), "MatrixNMS: getOutputShapes accepted labels [2, 16]");
+
+    // FP16 masks with FP32 scores, as the FP16 graphs on TensorRT 11 (strongly typed) have them.
+    NmsCase const c{2, 17, 23, 29, 12, 6, NmsKernel::kLinear, 0.1f, true, false, 0, 0, false};
+    auto inOut = descs({{{2, 17, 23, 29}, DataType::kHALF}, {{2, 17}, DataType::kFLOAT}, {{2, 17}, DataType::kINT32},
+        {{2}, DataType::kINT32}, {{2, 6}, DataType::kINT32}, {{2, 6}, DataType::kFLOAT}, {{2, 6}, DataType::kINT32}});
+    expect(allFormatsSupported(*plugin, inOut, 3), "MatrixNMS: FP16 masks with FP32 scores not supported");
+    inOut[1].desc.type = DataType::kHALF;
+    expect(!allFormatsSupported(*plugin, inOut, 3), "MatrixNMS: FP16 scores with FP32 kept scores supported");
+    inOut[1].desc.type = DataType::kFLOAT;
+    auto wrong = descs({{{2, 17, 23, 29}, DataType::kHALF}, {{2, 16}, DataType::kFLOAT}, {{2, 17}, DataType::kINT32}});
+    expect(plugin->configurePlugin(wrong.data(), 3, inOut.data() + 3, 4) != 0,
+        "MatrixNMS: configurePlugin accepted scores [2, 16] for masks [2, 17, ...]");
+    expect(plugin->configurePlugin(inOut.data(), 3, inOut.data() + 3, 4) == 0, "MatrixNMS: configurePlugin refused");
+
+    // enqueue with exactly getWorkspaceSize bytes, against the twin.
+    NmsInputs const in = nmsInputs(c, 11);
+    NmsOutputs out(c);
+    std::vector<unsigned char> workspace(plugin->getWorkspaceSize(inOut.data(), 3, inOut.data() + 3, 4));
+    PluginTensorDesc inputDesc[3] = {inOut[0].desc, inOut[1].desc, inOut[2].desc};
+    PluginTensorDesc outputDesc[4] = {inOut[3].desc, inOut[4].desc, inOut[5].desc, inOut[6].desc};
+    void const* inputs[3] = {in.masks.data(), in.scores.data(), in.labels.data()};
+    void* outputs[4] = {out.count.data(), out.keep.data(), out.scores.data(), out.labels.data()};
+    expect(plugin->onShapeChange(inputDesc, 3, outputDesc, 4) == 0, "MatrixNMS: onShapeChange refused");
+    expect(plugin->enqueue(inputDesc, outputDesc, inputs, outputs, workspace.data(), nullptr) == 0,
+        "MatrixNMS: enqueue failed");
+    compareNms(c, in, out);
+}
+
+void multilevelRoIAlignPlugin()
+{
+    MultilevelRoIAlignCreator creator;
+    RoiCase const c{2, 3, 5, 4, 97, 131, 7, 5, 2, true, false, true, false};
+    Fields f;
+    f.add("output_height", std::vector<int32_t>{c.outH}, PluginFieldType::kINT32);
+    f.add("output_width", std::vector<int32_t>{c.outW}, PluginFieldType::kINT32);
+    f.add("feature_strides", std::vector<int32_t>{4, 8, 16, 32}, PluginFieldType::kINT32);
+    f.add("sampling_ratio", std::vector<int32_t>{c.sampling}, PluginFieldType::kINT32);
+    f.add("aligned", std::vector<int32_t>{1}, PluginFieldType::kINT32).text("mode", "avg");
+    auto plugin = create<MultilevelRoIAlignPlugin>(creator, f.collection(), TensorRTPhase::kBUILD);
+    expect(plugin != nullptr, "MultilevelRoIAlign: createPlugin refused the parser's fields");
+    if (plugin == nullptr)
+        return;
+    roundTrips(creator, *plugin);
+    RoiInputs const in = roiInputs(c, 12);
+    std::vector<std::vector<int64_t>> dims = {{2, 5, 4}};
+    for (int l = 0; l < 4; ++l)
+        dims.push_back({2, 3, in.shape.height[l], in.shape.width[l]});
+
+    ExprBuilder builder;
+    auto shapes = [&](std::vector<std::vector<int64_t>> const& d) {
+        std::vector<DimsExprs> inputs;
+        for (auto const& x : d)
+            inputs.push_back(exprs(builder, x));
+        DimsExprs output;
+        return plugin->getOutputShapes(inputs.data(), static_cast<int32_t>(inputs.size()), nullptr, 0, &output, 1,
+                   builder) == 0
+            && output.nbDims == 5 && output.d[2]->getConstantValue() == 3;
+    };
+    expect(shapes(dims), "MultilevelRoIAlign: getOutputShapes refused rois [B, R, 4] and four maps");
+    for (auto [input, k, value] : {std::tuple{0, 2, 5}, std::tuple{3, 1, 4}, std::tuple{2, 0, 1}})
+    {
+        auto broken = dims;
+        broken[input][k] = value;
+        expect(!shapes(broken), "MultilevelRoIAlign: getOutputShapes accepted input " + std::to_string(input)
+            + " with dimension " + std::to_string(k) + " = " + std::to_string(value));
+    }
+
+    std::vector<std::pair<std::vector<int64_t>, DataType>> tensors = {{dims[0], DataType::kFLOAT}};
+    for (int l = 0; l < 4; ++l)
+        tensors.push_back({dims[1 + l], DataType::kHALF});
+    tensors.push_back({{2, 5, 3, c.outH, c.outW}, DataType::kHALF});
+    auto inOut = descs(tensors);
+    expect(allFormatsSupported(*plugin, inOut, 5), "MultilevelRoIAlign: FP16 maps with FP32 rois not supported");
+    inOut[0].desc.type = DataType::kHALF;
+    expect(allFormatsSupported(*plugin, inOut, 5), "MultilevelRoIAlign: FP16 rois not supported");
+    inOut[0].desc.type = DataType::kFLOAT;
+    expect(plugin->configurePlugin(inOut.data(), 5, inOut.data() + 5, 1) == 0, "MultilevelRoIAlign: configure refused");
+
+    PluginTensorDesc inputDesc[5];
+    for (int i = 0; i < 5; ++i)
+        inputDesc[i] = inOut[i].desc;
+    void const* inputs[5] = {in.rois.data(), in.maps[0].data(), in.maps[1].data(), in.maps[2].data(), in.maps[3].data()};
+    Output out(static_cast<size_t>(c.batch) * c.numRois * c.channels * c.outH * c.outW, c.featuresHalf);
+    void* outputs[1] = {out.data()};
+    expect(plugin->enqueue(inputDesc, &inOut[5].desc, inputs, outputs, nullptr, nullptr) == 0,
+        "MultilevelRoIAlign: enqueue failed");
+    compareRoi(c, out, roiTwin(c, in));
+}
+
+void pluginClasses()
+{
+    matrixNmsPlugin();
+    multilevelRoIAlignPlugin();
+}
+#endif
 
 } // namespace
 
