@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 enum cudaError
 {
@@ -59,4 +61,41 @@ inline cudaError_t cudaGetLastError()
 inline cudaError_t cudaPeekAtLastError()
 {
     return cuda_emu::gLastError;
+}
+
+enum cudaMemcpyKind
+{
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+};
+
+// Device memory is host memory: an allocation of exactly the size asked, so ASan sees any byte beyond it.
+inline cudaError_t cudaMalloc(void** p, size_t bytes)
+{
+    constexpr size_t kDeviceMemory = size_t(1) << 40;
+    *p = bytes <= kDeviceMemory ? std::malloc(bytes) : nullptr;
+    return *p != nullptr ? cudaSuccess : cuda_emu::fail(cudaErrorMemoryAllocation);
+}
+
+inline cudaError_t cudaFree(void* p)
+{
+    std::free(p);
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaMemcpy(void* to, void const* from, size_t bytes, cudaMemcpyKind)
+{
+    std::memcpy(to, from, bytes);
+    return cudaSuccess;
+}
+
+// Launches are synchronous.
+inline cudaError_t cudaDeviceSynchronize()
+{
+    return cudaSuccess;
+}
+
+inline char const* cudaGetErrorString(cudaError_t e)
+{
+    return e == cudaSuccess ? "no error" : "emulated CUDA error";
 }
