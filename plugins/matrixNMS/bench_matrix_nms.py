@@ -1,16 +1,23 @@
 """Times the Matrix NMS CPU twin against a float32 BLAS product `masks @ masks.T` of the same masks, one thread each.
 
     PYTHONPATH=python .venv/bin/python plugins/matrixNMS/bench_matrix_nms.py [--library path/to/libsegtrt_cpu_ops.so]
+        [--frame python/segtrt/weights/solov2_edge.pt]
 
 Cases: SOLOv2 at 800x1344 (n = 500 masks of 200x336) and the shipped solov2_edge at 256x256 (n = 500 of 64x64).
 The twin is its C function called directly (segtrt.ops.matrix_nms adds NumPy input checks), with nms_pre = n and
 max_num = 100 as the SOLO graphs call it. --library times another build of the twin (e.g. an older commit's) through
 the same C interface. Prints the best of --repeat runs per case.
+
+--frame CHECKPOINT exports the checkpoint's trt flavour and runs it in ONNX Runtime on one thread over synthetic
+images, timing the MatrixNMS node's CPU serving (ort_runtime.matrix_nms_padded: binarise, the twin, padding)
+against the whole frame.
 """
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -41,6 +48,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", help="libsegtrt_cpu_ops.so to time (default: segtrt.ops' own)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--frame", help="checkpoint whose trt flavour's frame time to split (e.g. solov2_edge.pt)")
+    parser.add_argument("--frames", type=int, default=10)
     args = parser.parse_args()
     if args.library:
         os.environ["SEGTRT_OPS_LIB"] = os.path.abspath(args.library)
@@ -75,6 +84,45 @@ def main():
               f"{blas_s * 1e3:.1f} ms (twin/BLAS {twin_s / blas_s:.2f}); kernel workspace per image: bit masks "
               f"{n * words * 8 / 1e6:.1f} MB + intersections {n * n * 4 / 1e6:.1f} MB (was float masks "
               f"{n * masks.shape[1] * 4 / 1e6:.1f} MB + Gram {n * n * 4 / 1e6:.1f} MB)")
+
+    if args.frame:
+        frame_share(args.frame, args.frames)
+
+
+def frame_share(checkpoint, frames):
+    from segtrt import ort_runtime
+    from segtrt.checkpoint import load_checkpoint
+    from segtrt.data.synth import render_image
+    from segtrt.export import export_onnx
+    from segtrt.preprocess import to_model_input
+
+    model, meta = load_checkpoint(checkpoint)
+    spent = []
+    served = ort_runtime.matrix_nms_padded
+
+    def timed(*args):
+        start = time.perf_counter()
+        result = served(*args)
+        spent.append(time.perf_counter() - start)
+        return result
+
+    ort_runtime.matrix_nms_padded = timed  # the custom op looks the name up at each call
+    rng = np.random.default_rng(0)
+    size = tuple(meta["preprocess"].input_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.trt.onnx"
+        export_onnx(model, path, "trt", meta["class_names"], meta["preprocess"])
+        session = ort_runtime.create_session(path, threads=1)
+        images = [to_model_input([render_image(rng, size)[0]], meta["preprocess"])[0] for _ in range(frames + 1)]
+        ort_runtime.run(session, images[0])  # warm-up
+        spent.clear()
+        start = time.perf_counter()
+        for image in images[1:]:
+            ort_runtime.run(session, image)
+        frame = (time.perf_counter() - start) / frames
+    nms = sum(spent) / frames
+    print(f"{Path(checkpoint).name} trt flavour, ONNX Runtime 1 thread, {size[0]}x{size[1]}, {frames} frames: "
+          f"{frame * 1e3:.1f} ms per frame, MatrixNMS node {nms * 1e3:.1f} ms ({100 * nms / frame:.1f}%)")
 
 
 if __name__ == "__main__":
