@@ -1,6 +1,7 @@
 # Two commands set up a fresh machine and do everything:
 #   make demo   - synthetic data -> train briefly -> evaluate -> accuracy table
 #   make test   - the test suite (what CI runs)
+#   make gpu-check - the CUDA kernels on this machine's GPU against the CPU twins (fails cleanly without a GPU)
 # Both create .venv and build the C++/CUDA code first when needed.
 
 VENV   := .venv
@@ -8,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := build
 
-.PHONY: setup native demo test clean
+.PHONY: setup native demo test gpu-check clean
 
 setup: $(STAMP) native
 
@@ -29,6 +30,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+gpu-check:
+	tests/gpu_check.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD).log

@@ -8,6 +8,7 @@ CMakeLists.txt's SEGTRT_CUDA_ARCHITECTURES, without a GPU. The host launchers ar
 """
 
 import ctypes
+import itertools
 import re
 from importlib import metadata
 from pathlib import Path
@@ -63,10 +64,13 @@ def load_nvrtc():
 
 
 def kernels(source):
-    """Every __global__ function of a file, as the names NVRTC should compile (templates once per storage type)."""
+    """Every __global__ function of a file, as the names NVRTC should compile (templates once per combination of
+    storage types: each input's type is free)."""
     names = []
-    for template, name in re.findall(r"(template <typename T>\s*)?__global__ void (\w+)", source):
-        names += [f"segtrt::{name}<{t}>" for t in STORAGE_TYPES] if template else [f"segtrt::{name}"]
+    for parameters, name in re.findall(r"(?:template <([^>]*)>\s*)?__global__ void (\w+)", source):
+        arity = parameters.count("typename")
+        names += [f"segtrt::{name}<{', '.join(c)}>" if arity else f"segtrt::{name}"
+                  for c in itertools.product(STORAGE_TYPES, repeat=arity)]
     return names
 
 

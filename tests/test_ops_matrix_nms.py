@@ -55,7 +55,7 @@ def assert_same(result, expected):
     scores, labels, keep = result
     np.testing.assert_array_equal(keep, expected[2])
     np.testing.assert_array_equal(labels, expected[1])
-    assert np.abs(scores - expected[0]).max(initial=0.0) <= 1e-6
+    np.testing.assert_allclose(scores, expected[0], rtol=0, atol=1e-6)  # equal infinities pass
 
 
 @pytest.mark.parametrize(
@@ -129,3 +129,43 @@ def test_plugin_validation_runs_without_tensorrt():
 def test_non_binary_masks_are_rejected():
     with pytest.raises(SegtrtError, match="binary"):
         ops.matrix_nms(np.full((2, 4, 4), 0.7), [0.9, 0.8], [0, 0])
+
+
+def without(masks, labels, scores, dropped, **options):
+    """The reference on the inputs minus the candidates `dropped`, with indices into the full inputs."""
+    kept = np.setdiff1d(np.arange(len(scores)), dropped)
+    ref_scores, ref_labels, ref_keep = reference_matrix_nms(masks[kept], labels[kept], scores[kept], **options)
+    return ref_scores, ref_labels, kept[ref_keep]
+
+
+@pytest.mark.parametrize("options", [{}, {"nms_pre": 12}, {"kernel": "linear", "max_num": 6}], ids=str)
+def test_nan_scores_are_dropped(options):
+    masks, labels, scores = blobs(np.random.default_rng(7), 30, classes=2)
+    scores[[0, 9, 21]] = np.nan
+    assert_same(ops.matrix_nms(masks, scores, labels, **options), without(masks, labels, scores, [0, 9, 21], **options))
+
+
+def test_infinite_score_is_an_ordinary_score():
+    masks, labels, scores = blobs(np.random.default_rng(8), 20, classes=1)
+    scores[4] = np.inf
+    result = ops.matrix_nms(masks, scores, labels)
+    assert result[2][0] == 4 and result[0][0] == np.inf
+    assert_same(result, reference_matrix_nms(masks, labels, scores))
+
+
+@pytest.mark.parametrize("filter_thr", [-1.0, 0.0, 0.2])
+def test_padding_candidates_are_never_kept(filter_thr):
+    """The SOLO graphs pad to nms_pre with score 0 and empty masks: no filter must not keep them (0/0 IoU)."""
+    masks, labels, scores = blobs(np.random.default_rng(9), 20, classes=1)
+    padded_masks = np.concatenate([masks, np.zeros((20, *masks.shape[1:]), bool)])
+    padded_labels = np.concatenate([labels, np.zeros(20, labels.dtype)])
+    padded_scores = np.concatenate([scores, np.zeros(20, np.float32)])
+    result = ops.matrix_nms(padded_masks, padded_scores, padded_labels, filter_thr=filter_thr)
+    assert_same(result, reference_matrix_nms(masks, labels, scores, filter_thr=filter_thr))
+
+
+def test_empty_masks_do_not_overlap():
+    masks = np.zeros((3, 6, 6), bool)
+    scores, labels, keep = ops.matrix_nms(masks, np.array([0.9, 0.8, 0.7], np.float32), np.zeros(3, int))
+    np.testing.assert_array_equal(keep, [0, 1, 2])
+    np.testing.assert_array_equal(scores, np.array([0.9, 0.8, 0.7], np.float32))

@@ -1,5 +1,10 @@
 """segtrt.ops RoIAlign twins against ONNX's RoiAlign conformance cases and torchvision."""
 
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -147,3 +152,23 @@ def test_missing_library_says_how_to_build_it(monkeypatch, tmp_path):
     finally:
         monkeypatch.delenv("SEGTRT_OPS_LIB")
         _native._library.cache_clear()
+
+
+def test_non_finite_and_huge_boxes_pool_in_bounded_time():
+    """Adaptive sampling takes ceil(roi_size / bins) samples a side: a 1e9-pixel box must not loop ~1e17 times, and
+    a NaN or infinite box (a float-to-int cast of infinity is undefined) pools nothing. Run apart, with a timeout,
+    since the failure is a hang."""
+    script = (
+        "import numpy as np; from segtrt import ops\n"
+        "x = np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8)\n"
+        "rois = np.array([[0, 0, 1e9, 1e9], [0, 0, np.inf, 4], [np.nan, 0, 4, 4], [-3e38, 0, 3e38, 4]], np.float32)\n"
+        "out = ops.roi_align(x, rois, np.zeros(4, np.int32), output_size=(2, 2), sampling_ratio=0)\n"
+        "levels = ops.multilevel_roi_align([x], rois[None], strides=(1,), output_size=(2, 2), sampling_ratio=0)\n"
+        "np.save('out.npy', np.stack([out, levels[0]]))\n"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-c", script], cwd=tmp, check=True, timeout=60)
+        single, multi = np.load(Path(tmp) / "out.npy")
+    np.testing.assert_array_equal(single, multi)
+    assert np.isfinite(single).all()
+    np.testing.assert_array_equal(single[1:], 0)

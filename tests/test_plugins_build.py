@@ -1,12 +1,14 @@
 """The native build (`make native`): CUDA kernels compiled for every configured GPU architecture nvcc supports."""
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-BUILD = Path(__file__).resolve().parents[1] / "build"
+# SEGTRT_BUILD_DIR: check another build tree (e.g. one configured with -DTENSORRT_ROOT).
+BUILD = Path(os.environ.get("SEGTRT_BUILD_DIR", Path(__file__).resolve().parents[1] / "build"))
 
 
 def cmake_cache():
@@ -36,3 +38,15 @@ def test_cpu_twin_library_is_where_segtrt_ops_looks():
     from segtrt.ops import _native
 
     assert _native.library_path().is_file()
+
+
+def test_plugin_library_exports_only_the_entry_points():
+    """TensorRT looks up getCreators and setLoggerFinder; every other exported C++ symbol could bind to another
+    library's (plugins/exports.map)."""
+    cmake_cache()
+    library = BUILD / "libsegtrt_plugins.so"
+    if not library.is_file():
+        pytest.skip("no libsegtrt_plugins.so in this build (configure with -DTENSORRT_ROOT)")
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True, check=True)
+    names = {line.split()[-1] for line in symbols.stdout.splitlines() if line.strip()}
+    assert names == {"getCreators", "setLoggerFinder"}

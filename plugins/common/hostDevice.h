@@ -7,6 +7,8 @@
 #define SEGTRT_HD inline
 #endif
 
+#include <math.h>
+
 namespace segtrt
 {
 
@@ -14,6 +16,12 @@ namespace segtrt
 SEGTRT_HD float toFloat(float v)
 {
     return v;
+}
+
+// False for NaN and +-Inf; spelled with fabsf so NVRTC (no C library headers) compiles it too.
+SEGTRT_HD bool isFinite(float v)
+{
+    return fabsf(v) <= 3.40282347e+38f;
 }
 
 // Minimum that propagates NaN, like torch.min, so CPU, GPU and mmdetection agree on degenerate input.

@@ -59,6 +59,29 @@ public:
         return &mCollection;
     }
 
+protected:
+    // Checks the inputs with Derived::checkInputs (shape rules, header-only), logging the problem naming the
+    // input; false when they cannot fit. Descs: DimsExprs at shape inference, tensor descriptors later.
+    template <typename Descs>
+    bool inputsFit(Descs const* inputs, int32_t nbInputs) const noexcept
+    {
+        try
+        {
+            std::vector<TensorShape> shapes;
+            for (int32_t i = 0; i < nbInputs; ++i)
+                shapes.push_back(tensorShape(inputs[i]));
+            std::string const problem = static_cast<Derived const&>(*this).checkInputs(shapes.data(), nbInputs);
+            if (!problem.empty())
+                logPluginError(Derived::kName, problem);
+            return problem.empty();
+        }
+        catch (std::exception const& e)
+        {
+            logPluginError(Derived::kName, e.what());
+        }
+        return false;
+    }
+
 private:
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mCollection{};

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "NvInferRuntime.h"
+#include "tensorShape.h"
 
 #include <cstdint>
 #include <stdexcept>
@@ -58,6 +59,33 @@ inline std::string fieldString(nvinfer1::PluginField const& f)
         throw std::invalid_argument(std::string("attribute ") + f.name + " must be a string");
     std::string s(static_cast<char const*>(f.data), static_cast<size_t>(f.length));
     return s.substr(0, s.find('\0'));
+}
+
+// TensorRT's shapes as the header-only checks take them: dimensions not known yet (symbolic, or -1) are -1.
+inline TensorShape tensorShape(nvinfer1::Dims const& dims)
+{
+    TensorShape s{dims.nbDims < kMaxTensorRank ? dims.nbDims : kMaxTensorRank, {}};
+    for (int k = 0; k < s.nbDims; ++k)
+        s.d[k] = dims.d[k];
+    return s;
+}
+
+inline TensorShape tensorShape(nvinfer1::DimsExprs const& dims)
+{
+    TensorShape s{dims.nbDims < kMaxTensorRank ? dims.nbDims : kMaxTensorRank, {}};
+    for (int k = 0; k < s.nbDims; ++k)
+        s.d[k] = dims.d[k]->isConstant() ? dims.d[k]->getConstantValue() : -1;
+    return s;
+}
+
+inline TensorShape tensorShape(nvinfer1::DynamicPluginTensorDesc const& desc)
+{
+    return tensorShape(desc.desc.dims);
+}
+
+inline TensorShape tensorShape(nvinfer1::PluginTensorDesc const& desc)
+{
+    return tensorShape(desc.dims);
 }
 
 } // namespace segtrt

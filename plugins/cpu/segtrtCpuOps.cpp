@@ -5,7 +5,9 @@
 #include "../matrixNMS/matrixNmsAttributes.h"
 #include "../multilevelRoIAlign/multilevelRoIAlignAttributes.h"
 
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,47 @@ MatrixNmsAttributes nmsAttributes(
     a.maxNum = maxNum;
     a.filterThr = filterThr;
     return a;
+}
+
+// Indices 0..n-1 in a stable descending sort of keys: larger first, ties by index (as the kernels' radix sort).
+std::vector<int> descendingOrder(float const* keys, int n)
+{
+    std::vector<int> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [keys](int a, int b) { return keys[a] > keys[b]; });
+    return order;
+}
+
+// inter[i, j] = common pixels of bit rows i <= j (areas on the diagonal), what the kernel's tiles compute. Four rows
+// i at a time share each load of row j. The clone lets x86 CPUs with a popcount instruction (all since 2008; not in
+// the x86-64 baseline the library is built for) use it.
+#if defined(__x86_64__)
+__attribute__((target_clones("popcnt", "default")))
+#endif
+void intersections(MaskWord const* bits, int n, int words, int* inter)
+{
+    constexpr int kRows = 4;
+    for (int i0 = 0; i0 < n; i0 += kRows)
+    {
+        int const rows = n - i0 < kRows ? n - i0 : kRows;
+        MaskWord const* a = bits + static_cast<size_t>(i0) * words;
+        for (int j = i0; j < n; ++j)
+        {
+            MaskWord const* b = bits + static_cast<size_t>(j) * words;
+            int common[kRows] = {0, 0, 0, 0};
+            for (int w = 0; w < words; ++w)
+            {
+                for (int r = 0; r < kRows; ++r)
+                {
+                    common[r] += r < rows ? commonPixels(a[static_cast<size_t>(r) * words + w], b[w]) : 0;
+                }
+            }
+            for (int r = 0; r < rows && i0 + r <= j; ++r)
+            {
+                inter[pairIndex(n, i0 + r, j)] = common[r];
+            }
+        }
+    }
 }
 
 } // namespace
@@ -158,76 +201,57 @@ extern "C" int segtrt_matrix_nms(float const* masks, int numMasks, int maskSize,
     }
     int const n = (nmsPre > 0 && numMasks > nmsPre) ? nmsPre : numMasks;
 
-    // Sort by score (stable, descending) and keep the top nms_pre.
-    std::vector<int> order(n);
+    std::vector<float> keys(numMasks);
     for (int i = 0; i < numMasks; ++i)
     {
-        int const rank = descendingRank(scores, numMasks, i);
-        if (rank < n)
-        {
-            order[rank] = i;
-        }
+        keys[i] = sortKey(scores[i]);
     }
+    std::vector<int> order = descendingOrder(keys.data(), numMasks);
+    order.resize(n);
+    int const words = maskWords(maskSize);
     std::vector<float> sortedScores(n);
     std::vector<int> sortedLabels(n);
-    std::vector<float> binary(static_cast<size_t>(n) * maskSize);
+    std::vector<MaskWord> bits(static_cast<size_t>(n) * words);
     for (int r = 0; r < n; ++r)
     {
-        sortedScores[r] = scores[order[r]];
+        sortedScores[r] = keys[order[r]];
         sortedLabels[r] = labels[order[r]];
         float const* src = masks + static_cast<long long>(order[r]) * maskSize;
-        for (int k = 0; k < maskSize; ++k)
+        for (int w = 0; w < words; ++w)
         {
-            binary[static_cast<size_t>(r) * maskSize + k] = binarizeMask(src[k], maskThreshold);
+            bits[static_cast<size_t>(r) * words + w] = packMaskWord(src, maskSize, w, maskThreshold);
         }
     }
-
-    // Overlaps as one product: gram = M · Mᵀ (symmetric, so each pair once).
-    std::vector<float> gram(static_cast<size_t>(n) * n);
-    for (int i = 0; i < n; ++i)
-    {
-        for (int j = i; j < n; ++j)
-        {
-            float const* mi = binary.data() + static_cast<size_t>(i) * maskSize;
-            float const* mj = binary.data() + static_cast<size_t>(j) * maskSize;
-            float dot = 0.f;
-            for (int k = 0; k < maskSize; ++k)
-            {
-                dot += mi[k] * mj[k];
-            }
-            gram[static_cast<size_t>(i) * n + j] = gram[static_cast<size_t>(j) * n + i] = dot;
-        }
-    }
+    std::vector<int> inter(static_cast<size_t>(n) * n);
+    intersections(bits.data(), n, words, inter.data());
 
     std::vector<float> compensate(n);
     for (int i = 0; i < n; ++i)
     {
-        compensate[i] = compensateIou(gram.data(), sortedLabels.data(), n, i);
+        compensate[i] = compensateIou(inter.data(), sortedScores.data(), sortedLabels.data(), n, i);
     }
     NmsKernel const k = nmsKernel(a);
     std::vector<float> decayed(n);
     for (int j = 0; j < n; ++j)
     {
-        float const coefficient = decayCoefficient(gram.data(), sortedLabels.data(), compensate.data(), n, j, k, sigma);
+        float const coefficient = decayCoefficient(
+            inter.data(), sortedScores.data(), sortedLabels.data(), compensate.data(), n, j, k, sigma);
         decayed[j] = decayedScore(sortedScores[j], coefficient, filterThr);
     }
 
-    // Re-sort the survivors by decayed score and keep the top max_num.
+    // Re-sort by decayed score; the removed sort last, so the survivors are a prefix.
+    std::vector<int> const ranked = descendingOrder(decayed.data(), n);
     int survivors = 0;
-    for (int j = 0; j < n; ++j)
+    while (survivors < n && decayed[ranked[survivors]] != kRemovedScore)
     {
-        survivors += decayed[j] != kRemovedScore ? 1 : 0;
+        ++survivors;
     }
     *count = (maxNum > 0 && survivors > maxNum) ? maxNum : survivors;
-    for (int j = 0; j < n; ++j)
+    for (int r = 0; r < *count; ++r)
     {
-        int const rank = descendingRank(decayed.data(), n, j);
-        if (rank < *count)
-        {
-            keepIndices[rank] = order[j];
-            keptScores[rank] = decayed[j];
-            keptLabels[rank] = sortedLabels[j];
-        }
+        keepIndices[r] = order[ranked[r]];
+        keptScores[r] = decayed[ranked[r]];
+        keptLabels[r] = sortedLabels[ranked[r]];
     }
     return 0;
 }

@@ -2,6 +2,7 @@
 // Header-only so the TensorRT plugin and the CPU twin library (and hence the tests) share it.
 #pragma once
 
+#include "../common/tensorShape.h"
 #include "matrixNmsMath.h"
 
 #include <string>
@@ -45,6 +46,26 @@ inline std::string validateMatrixNms(MatrixNmsAttributes const& a, bool fixedSiz
             + ", got " + std::to_string(a.maxNum);
     }
     return {};
+}
+
+// Inputs masks [B, N, H, W], scores [B, N], labels [B, N]: "" when they fit, else a sentence naming the input.
+inline std::string checkMatrixNmsInputs(TensorShape const* inputs, int nbInputs)
+{
+    if (nbInputs != 3)
+        return "expects 3 inputs (masks [B, N, H, W], scores [B, N], labels [B, N]), got " + std::to_string(nbInputs);
+    TensorShape const& masks = inputs[0];
+    std::string problem = checkRank(masks, 4, "masks", "[B, N, H, W]");
+    char const* names[] = {"masks", "scores", "labels"};
+    for (int i = 1; i < 3 && problem.empty(); ++i)
+    {
+        TensorShape const& s = inputs[i];
+        problem = checkRank(s, 2, names[i], "[B, N]");
+        if (problem.empty())
+            problem = checkDim(s, 0, masks.d[0], names[i], "the batch B of masks");
+        if (problem.empty())
+            problem = checkDim(s, 1, masks.d[1], names[i], "the candidates N of masks");
+    }
+    return problem;
 }
 
 inline NmsKernel nmsKernel(MatrixNmsAttributes const& a)

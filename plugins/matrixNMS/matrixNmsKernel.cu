@@ -1,6 +1,11 @@
-// The MatrixNMS kernels: thin grid-stride loops over matrixNmsMath.h, one stage each, batched over images.
+// The MatrixNMS kernels: thin loops over matrixNmsMath.h, one stage each, batched over images; the two sorts are
+// CUB's segmented radix sort (stable, one segment per image).
 #include "../common/cudaLaunch.cuh"
 #include "matrixNmsKernel.h"
+
+#ifndef __CUDACC_RTC__
+#include <cub/device/device_segmented_radix_sort.cuh>
+#endif
 
 namespace segtrt
 {
@@ -11,146 +16,165 @@ namespace
     for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < (total);                   \
          i += static_cast<long long>(gridDim.x) * blockDim.x)
 
+// Intersection tiles: kTile x kTile candidate pairs per block, mask words streamed kTile at a time.
 constexpr int kTile = 16;
 
-// Workspace carved into per-stage arrays; all [B, ...], with n = candidates after nms_pre.
+// Workspace carved into per-stage arrays, with n = candidates after nms_pre.
 struct Scratch
 {
-    float* scores;       // [B, N] input scores as FP32
-    int* order;          // [B, n] input index of the r-th highest score
-    float* sortedScores; // [B, n]
+    int* offsets;        // [B + 1] b * N: the images' segments of the input candidates
+    int* sortedOffsets;  // [B + 1] b * n: the images' segments after the nms_pre cut
+    float* keys;         // [B, N] sortKey of the scores
+    int* indices;        // [B, N] 0..N-1 in each image
+    float* sortedKeys;   // [B, N] descending
+    int* order;          // [B, N] input index of the r-th highest key
+    float* sortedScores; // [B, n] the first n sorted keys
     int* sortedLabels;   // [B, n]
-    float* binary;       // [B, n, HW] sorted binary masks
-    float* gram;         // [B, n, n]
+    MaskWord* bits;      // [B, n, words] sorted binary masks
+    int* inter;          // [B, n, n] upper triangle: intersections, diagonal: areas
     float* compensate;   // [B, n]
     float* decayed;      // [B, n]
+    int* positions;      // [B, n] 0..n-1 in each image
+    float* rankedScores; // [B, n] decayed, descending
+    int* ranked;         // [B, n] sorted position of the r-th highest decayed score
+    void* sortScratch;
+    size_t sortScratchBytes;
     size_t bytes;
 };
 
 template <typename T>
-__global__ void scoresToFloat(T const* scores, long long total, float* out)
+__global__ void prepareSort(T const* scores, int batch, int numMasks, int n, Scratch w)
 {
-    GRID_STRIDE(i, total)
+    long long const all = static_cast<long long>(batch) * numMasks;
+    GRID_STRIDE(t, all > batch ? all : batch + 1)
     {
-        out[i] = toFloat(scores[i]);
+        if (t < all)
+        {
+            w.keys[t] = sortKey(toFloat(scores[t]));
+            w.indices[t] = static_cast<int>(t % numMasks);
+        }
+        if (t <= batch)
+        {
+            w.offsets[t] = static_cast<int>(t) * numMasks;
+            w.sortedOffsets[t] = static_cast<int>(t) * n;
+        }
     }
 }
 
-__global__ void sortByScore(float const* scores, int const* labels, int numMasks, int n, int batch, Scratch w)
+__global__ void gatherCandidates(int const* labels, int batch, int numMasks, int n, Scratch w)
 {
-    GRID_STRIDE(t, static_cast<long long>(batch) * numMasks)
+    GRID_STRIDE(t, static_cast<long long>(batch) * n)
     {
-        int const b = static_cast<int>(t / numMasks);
-        int const i = static_cast<int>(t % numMasks);
-        int const rank = descendingRank(scores + b * numMasks, numMasks, i);
-        if (rank < n)
-        {
-            w.order[b * n + rank] = i;
-            w.sortedScores[b * n + rank] = scores[t];
-            w.sortedLabels[b * n + rank] = labels[t];
-        }
+        int const b = static_cast<int>(t / n);
+        int const r = static_cast<int>(t % n);
+        long long const sorted = static_cast<long long>(b) * numMasks + r;
+        w.sortedScores[t] = w.sortedKeys[sorted];
+        w.sortedLabels[t] = labels[static_cast<long long>(b) * numMasks + w.order[sorted]];
+        w.positions[t] = r;
     }
 }
 
 template <typename T>
-__global__ void gatherBinaryMasks(T const* masks, int numMasks, int n, int maskSize, int batch, float threshold, Scratch w)
+__global__ void packMasks(T const* masks, int batch, int numMasks, int n, int maskSize, float threshold, Scratch w)
 {
-    GRID_STRIDE(t, static_cast<long long>(batch) * n * maskSize)
+    int const words = maskWords(maskSize);
+    GRID_STRIDE(t, static_cast<long long>(batch) * n * words)
     {
-        long long const row = t / maskSize; // b * n + r
+        long long const row = t / words; // b * n + r
         int const b = static_cast<int>(row / n);
-        long long const source = (static_cast<long long>(b) * numMasks + w.order[row]) * maskSize + t % maskSize;
-        w.binary[t] = binarizeMask(toFloat(masks[source]), threshold);
+        int const r = static_cast<int>(row % n);
+        int const input = w.order[static_cast<long long>(b) * numMasks + r];
+        T const* mask = masks + (static_cast<long long>(b) * numMasks + input) * maskSize;
+        w.bits[t] = packMaskWord(mask, maskSize, static_cast<int>(t % words), threshold);
     }
 }
 
-// gram[b] = M_b · M_bᵀ with M_b [n, K]; one 16x16 output tile per block, K streamed through shared memory.
-__global__ void gramMatrix(float const* binary, int n, int k, float* gram)
+// inter[b][i, j] for i <= j, by tiles on and above the diagonal (the others return at once).
+__global__ void intersections(MaskWord const* bits, int n, int words, int* inter)
 {
-    __shared__ float rows[kTile][kTile + 1];
-    __shared__ float cols[kTile][kTile + 1];
-    float const* m = binary + static_cast<long long>(blockIdx.z) * n * k;
+    if (blockIdx.x < blockIdx.y)
+    {
+        return;
+    }
+    __shared__ MaskWord rows[kTile][kTile + 1];
+    __shared__ MaskWord cols[kTile][kTile + 1];
+    MaskWord const* m = bits + static_cast<long long>(blockIdx.z) * n * words;
     int const i = blockIdx.y * kTile + threadIdx.y;
     int const j = blockIdx.x * kTile + threadIdx.x;
-    float acc = 0.f;
-    for (int k0 = 0; k0 < k; k0 += kTile)
+    int const colOfTile = blockIdx.x * kTile + threadIdx.y;
+    int common = 0;
+    for (int w0 = 0; w0 < words; w0 += kTile)
     {
-        int const rowOfTile = blockIdx.y * kTile + threadIdx.y;
-        int const colOfTile = blockIdx.x * kTile + threadIdx.y;
-        int const kk = k0 + threadIdx.x;
-        rows[threadIdx.y][threadIdx.x] = (rowOfTile < n && kk < k) ? m[static_cast<long long>(rowOfTile) * k + kk] : 0.f;
-        cols[threadIdx.y][threadIdx.x] = (colOfTile < n && kk < k) ? m[static_cast<long long>(colOfTile) * k + kk] : 0.f;
+        int const w = w0 + threadIdx.x;
+        rows[threadIdx.y][threadIdx.x] = (i < n && w < words) ? m[static_cast<long long>(i) * words + w] : 0;
+        cols[threadIdx.y][threadIdx.x] = (colOfTile < n && w < words) ? m[static_cast<long long>(colOfTile) * words + w] : 0;
         __syncthreads();
         for (int q = 0; q < kTile; ++q)
         {
-            acc += rows[threadIdx.y][q] * cols[threadIdx.x][q];
+            common += commonPixels(rows[threadIdx.y][q], cols[threadIdx.x][q]);
         }
         __syncthreads();
     }
-    if (i < n && j < n)
+    if (i < n && j < n && i <= j)
     {
-        gram[static_cast<long long>(blockIdx.z) * n * n + i * n + j] = acc;
+        inter[static_cast<long long>(blockIdx.z) * n * n + pairIndex(n, i, j)] = common;
     }
 }
 
-__global__ void compensateIous(int n, int batch, Scratch w)
+__global__ void compensateIous(int batch, int n, Scratch w)
 {
     GRID_STRIDE(t, static_cast<long long>(batch) * n)
     {
         int const b = static_cast<int>(t / n);
-        w.compensate[t] = compensateIou(w.gram + static_cast<long long>(b) * n * n, w.sortedLabels + b * n, n,
-            static_cast<int>(t % n));
+        w.compensate[t] = compensateIou(w.inter + static_cast<long long>(b) * n * n, w.sortedScores + b * n,
+            w.sortedLabels + b * n, n, static_cast<int>(t % n));
     }
 }
 
-__global__ void decayScores(int n, int batch, NmsKernel kernel, float sigma, float filterThr, Scratch w)
+__global__ void decayScores(int batch, int n, NmsKernel kernel, float sigma, float filterThr, Scratch w)
 {
     GRID_STRIDE(t, static_cast<long long>(batch) * n)
     {
         int const b = static_cast<int>(t / n);
-        float const coefficient = decayCoefficient(w.gram + static_cast<long long>(b) * n * n, w.sortedLabels + b * n,
-            w.compensate + b * n, n, static_cast<int>(t % n), kernel, sigma);
+        float const coefficient = decayCoefficient(w.inter + static_cast<long long>(b) * n * n, w.sortedScores + b * n,
+            w.sortedLabels + b * n, w.compensate + b * n, n, static_cast<int>(t % n), kernel, sigma);
         w.decayed[t] = decayedScore(w.sortedScores[t], coefficient, filterThr);
     }
 }
 
-// Padding of every output row: index -1, score 0, label -1.
+// Every output slot: the r-th survivor by decayed score, or padding (index -1, score 0, label -1); and the count,
+// written by the one slot where the survivors end (removed candidates sort last, so survivors are a prefix).
 template <typename T>
-__global__ void padOutputs(long long total, int* keep, T* keptScores, int* keptLabels)
+__global__ void writeOutputs(int batch, int numMasks, int n, int maxNum, Scratch w, int* count, int* keep,
+    T* keptScores, int* keptLabels)
 {
-    GRID_STRIDE(t, total)
+    int const slots = n < maxNum ? n : maxNum;
+    GRID_STRIDE(t, static_cast<long long>(batch) * maxNum)
     {
-        keep[t] = -1;
-        keptScores[t] = fromFloat<T>(0.f);
-        keptLabels[t] = -1;
-    }
-}
-
-// Writes the survivors in descending decayed score, at most maxNum per image, and their count.
-template <typename T>
-__global__ void selectSurvivors(int n, int batch, int maxNum, Scratch w, int* count, int* keep, T* keptScores, int* keptLabels)
-{
-    GRID_STRIDE(t, static_cast<long long>(batch) * n)
-    {
-        int const b = static_cast<int>(t / n);
-        int const j = static_cast<int>(t % n);
-        float const* decayed = w.decayed + b * n;
-        int survivors = 0;
-        for (int q = 0; q < n; ++q)
+        int const b = static_cast<int>(t / maxNum);
+        int const r = static_cast<int>(t % maxNum);
+        float const* ranked = w.rankedScores + static_cast<long long>(b) * n;
+        bool const kept = r < slots && ranked[r] != kRemovedScore;
+        if (kept)
         {
-            survivors += decayed[q] != kRemovedScore ? 1 : 0;
+            int const q = w.ranked[static_cast<long long>(b) * n + r];
+            keep[t] = w.order[static_cast<long long>(b) * numMasks + q];
+            keptScores[t] = fromFloat<T>(ranked[r]);
+            keptLabels[t] = w.sortedLabels[static_cast<long long>(b) * n + q];
         }
-        int const kept = survivors < maxNum ? survivors : maxNum;
-        if (j == 0)
+        else
         {
-            count[b] = kept;
+            keep[t] = -1;
+            keptScores[t] = fromFloat<T>(0.f);
+            keptLabels[t] = -1;
         }
-        int const rank = descendingRank(decayed, n, j);
-        if (rank < kept)
+        if (r == 0 && !kept)
         {
-            keep[b * maxNum + rank] = w.order[t];
-            keptScores[b * maxNum + rank] = fromFloat<T>(decayed[j]);
-            keptLabels[b * maxNum + rank] = w.sortedLabels[t];
+            count[b] = 0;
+        }
+        if (kept && (r + 1 == slots || ranked[r + 1] == kRemovedScore))
+        {
+            count[b] = r + 1;
         }
     }
 }
@@ -173,9 +197,18 @@ int candidates(MatrixNmsShape const& s, MatrixNmsParams const& p)
     return (p.nmsPre > 0 && s.numMasks > p.nmsPre) ? p.nmsPre : s.numMasks;
 }
 
+// Both sorts: keys descending, values along, one segment per image.
+cudaError_t sortSegments(void* scratch, size_t& scratchBytes, float const* keysIn, float* keysOut,
+    int const* valuesIn, int* valuesOut, int items, int segments, int const* offsets, cudaStream_t stream)
+{
+    return cub::DeviceSegmentedRadixSort::SortPairsDescending(scratch, scratchBytes, keysIn, keysOut, valuesIn,
+        valuesOut, items, segments, offsets, offsets + 1, 0, static_cast<int>(sizeof(float) * 8), stream);
+}
+
 Scratch carve(char* base, MatrixNmsShape const& s, MatrixNmsParams const& p)
 {
     size_t const b = s.batch;
+    size_t const all = b * s.numMasks;
     size_t const n = candidates(s, p);
     Scratch w{};
     size_t offset = 0;
@@ -184,47 +217,77 @@ Scratch carve(char* base, MatrixNmsShape const& s, MatrixNmsParams const& p)
         offset += align256(bytes);
         return at;
     };
-    w.scores = reinterpret_cast<float*>(take(b * s.numMasks * sizeof(float)));
-    w.order = reinterpret_cast<int*>(take(b * n * sizeof(int)));
+    w.offsets = reinterpret_cast<int*>(take((b + 1) * sizeof(int)));
+    w.sortedOffsets = reinterpret_cast<int*>(take((b + 1) * sizeof(int)));
+    w.keys = reinterpret_cast<float*>(take(all * sizeof(float)));
+    w.indices = reinterpret_cast<int*>(take(all * sizeof(int)));
+    w.sortedKeys = reinterpret_cast<float*>(take(all * sizeof(float)));
+    w.order = reinterpret_cast<int*>(take(all * sizeof(int)));
     w.sortedScores = reinterpret_cast<float*>(take(b * n * sizeof(float)));
     w.sortedLabels = reinterpret_cast<int*>(take(b * n * sizeof(int)));
-    w.binary = reinterpret_cast<float*>(take(b * n * s.maskSize * sizeof(float)));
-    w.gram = reinterpret_cast<float*>(take(b * n * n * sizeof(float)));
+    w.bits = reinterpret_cast<MaskWord*>(take(b * n * maskWords(s.maskSize) * sizeof(MaskWord)));
+    w.inter = reinterpret_cast<int*>(take(b * n * n * sizeof(int)));
     w.compensate = reinterpret_cast<float*>(take(b * n * sizeof(float)));
     w.decayed = reinterpret_cast<float*>(take(b * n * sizeof(float)));
+    w.positions = reinterpret_cast<int*>(take(b * n * sizeof(int)));
+    w.rankedScores = reinterpret_cast<float*>(take(b * n * sizeof(float)));
+    w.ranked = reinterpret_cast<int*>(take(b * n * sizeof(int)));
+    size_t byScore = 0;
+    size_t byDecay = 0;
+    sortSegments(nullptr, byScore, nullptr, nullptr, nullptr, nullptr, static_cast<int>(all), s.batch, nullptr, 0);
+    sortSegments(nullptr, byDecay, nullptr, nullptr, nullptr, nullptr, static_cast<int>(b * n), s.batch, nullptr, 0);
+    w.sortScratchBytes = byScore > byDecay ? byScore : byDecay;
+    w.sortScratch = take(w.sortScratchBytes);
     w.bytes = offset;
     return w;
 }
 
-template <typename T>
+template <typename TM, typename TS>
 cudaError_t launch(void const* masks, void const* scores, int const* labels, MatrixNmsShape const& s,
     MatrixNmsParams const& p, int* count, int* keep, void* keptScores, int* keptLabels, void* workspace,
     cudaStream_t stream)
 {
-    int const n = candidates(s, p);
-    Scratch const w = carve(static_cast<char*>(workspace), s, p);
-    long long const outputs = static_cast<long long>(s.batch) * p.maxNum;
-    T* outScores = static_cast<T*>(keptScores);
-    padOutputs<T><<<gridSize(outputs), kThreadsPerBlock, 0, stream>>>(outputs, keep, outScores, keptLabels);
-    cudaMemsetAsync(count, 0, s.batch * sizeof(int), stream);
-    if (n == 0)
+    if (s.batch == 0)
     {
-        return cudaGetLastError();
+        return cudaSuccess; // no outputs, and a zero grid would be an invalid launch
     }
-    long long const all = static_cast<long long>(s.batch) * s.numMasks;
+    int const n = candidates(s, p);
+    Scratch w = carve(static_cast<char*>(workspace), s, p);
+    TS* outScores = static_cast<TS*>(keptScores);
     long long const sorted = static_cast<long long>(s.batch) * n;
-    scoresToFloat<T><<<gridSize(all), kThreadsPerBlock, 0, stream>>>(static_cast<T const*>(scores), all, w.scores);
-    sortByScore<<<gridSize(all), kThreadsPerBlock, 0, stream>>>(w.scores, labels, s.numMasks, n, s.batch, w);
-    long long const pixels = sorted * s.maskSize;
-    gatherBinaryMasks<T><<<gridSize(pixels), kThreadsPerBlock, 0, stream>>>(
-        static_cast<T const*>(masks), s.numMasks, n, s.maskSize, s.batch, p.maskThreshold, w);
-    dim3 const tiles((n + kTile - 1) / kTile, (n + kTile - 1) / kTile, s.batch);
-    gramMatrix<<<tiles, dim3(kTile, kTile), 0, stream>>>(w.binary, n, s.maskSize, w.gram);
-    compensateIous<<<gridSize(sorted), kThreadsPerBlock, 0, stream>>>(n, s.batch, w);
-    decayScores<<<gridSize(sorted), kThreadsPerBlock, 0, stream>>>(n, s.batch, p.kernel, p.sigma, p.filterThr, w);
-    selectSurvivors<T><<<gridSize(sorted), kThreadsPerBlock, 0, stream>>>(
-        n, s.batch, p.maxNum, w, count, keep, outScores, keptLabels);
-    return cudaGetLastError();
+    if (n > 0)
+    {
+        long long const all = static_cast<long long>(s.batch) * s.numMasks;
+        int const words = maskWords(s.maskSize);
+        SEGTRT_CUDA_TRY(launchGridStride(prepareSort<TS>, all > s.batch ? all : s.batch + 1, stream,
+            static_cast<TS const*>(scores), s.batch, s.numMasks, n, w));
+        SEGTRT_CUDA_TRY(sortSegments(w.sortScratch, w.sortScratchBytes, w.keys, w.sortedKeys, w.indices, w.order,
+            static_cast<int>(all), s.batch, w.offsets, stream));
+        SEGTRT_CUDA_TRY(launchGridStride(gatherCandidates, sorted, stream, labels, s.batch, s.numMasks, n, w));
+        SEGTRT_CUDA_TRY(launchGridStride(packMasks<TM>, sorted * words, stream, static_cast<TM const*>(masks),
+            s.batch, s.numMasks, n, s.maskSize, p.maskThreshold, w));
+        unsigned const tiles = static_cast<unsigned>((n + kTile - 1) / kTile);
+        SEGTRT_CUDA_TRY(launchKernel(intersections, dim3(tiles, tiles, static_cast<unsigned>(s.batch)),
+            dim3(kTile, kTile), stream, w.bits, n, words, w.inter));
+        SEGTRT_CUDA_TRY(launchGridStride(compensateIous, sorted, stream, s.batch, n, w));
+        SEGTRT_CUDA_TRY(
+            launchGridStride(decayScores, sorted, stream, s.batch, n, p.kernel, p.sigma, p.filterThr, w));
+        SEGTRT_CUDA_TRY(sortSegments(w.sortScratch, w.sortScratchBytes, w.decayed, w.rankedScores, w.positions,
+            w.ranked, static_cast<int>(sorted), s.batch, w.sortedOffsets, stream));
+    }
+    return launchGridStride(writeOutputs<TS>, static_cast<long long>(s.batch) * p.maxNum, stream, s.batch,
+        s.numMasks, n, p.maxNum, w, count, keep, outScores, keptLabels);
+}
+
+// The four storage combinations, masks' type first.
+template <typename TM>
+cudaError_t launchForMasks(void const* masks, void const* scores, bool scoresHalf, int const* labels,
+    MatrixNmsShape const& s, MatrixNmsParams const& p, int* count, int* keep, void* keptScores, int* keptLabels,
+    void* workspace, cudaStream_t stream)
+{
+    return scoresHalf
+        ? launch<TM, __half>(masks, scores, labels, s, p, count, keep, keptScores, keptLabels, workspace, stream)
+        : launch<TM, float>(masks, scores, labels, s, p, count, keep, keptScores, keptLabels, workspace, stream);
 }
 
 } // namespace
@@ -234,12 +297,14 @@ size_t matrixNmsWorkspaceSize(MatrixNmsShape const& shape, MatrixNmsParams const
     return carve(nullptr, shape, params).bytes;
 }
 
-cudaError_t launchMatrixNms(void const* masks, void const* scores, int const* labels, MatrixNmsShape const& shape,
-    MatrixNmsParams const& params, bool fp16, int* count, int* keep, void* keptScores, int* keptLabels,
-    void* workspace, cudaStream_t stream)
+cudaError_t launchMatrixNms(void const* masks, bool masksHalf, void const* scores, bool scoresHalf, int const* labels,
+    MatrixNmsShape const& shape, MatrixNmsParams const& params, int* count, int* keep, void* keptScores,
+    int* keptLabels, void* workspace, cudaStream_t stream)
 {
-    return fp16 ? launch<__half>(masks, scores, labels, shape, params, count, keep, keptScores, keptLabels, workspace, stream)
-                : launch<float>(masks, scores, labels, shape, params, count, keep, keptScores, keptLabels, workspace, stream);
+    return masksHalf ? launchForMasks<__half>(masks, scores, scoresHalf, labels, shape, params, count, keep,
+                           keptScores, keptLabels, workspace, stream)
+                     : launchForMasks<float>(masks, scores, scoresHalf, labels, shape, params, count, keep,
+                           keptScores, keptLabels, workspace, stream);
 }
 
 #endif // __CUDACC_RTC__

@@ -28,15 +28,16 @@ struct MatrixNmsShape
 
 // The host API; NVRTC, which tests/test_kernels_nvrtc.py compiles the kernels with, takes device code only.
 #ifndef __CUDACC_RTC__
-// Bytes of scratch the launch needs (sorted binary masks, their Gram matrix, per-candidate vectors).
+// Bytes of scratch the launch needs (sort keys and orders, bit-packed masks, intersection counts, per-candidate
+// vectors, the sorts' own scratch).
 size_t matrixNmsWorkspaceSize(MatrixNmsShape const& shape, MatrixNmsParams const& params);
 
-// masks [B, N, H*W], scores [B, N] (FP32, or FP16 when fp16), labels [B, N] int32 ->
+// masks [B, N, H*W], scores [B, N] (each FP32, or FP16 when its flag is set), labels [B, N] int32 ->
 // count [B] int32, keep [B, max_num] int32 (-1 padded), keptScores [B, max_num] (scores' type, 0 padded),
-// keptLabels [B, max_num] int32 (-1 padded).
-cudaError_t launchMatrixNms(void const* masks, void const* scores, int const* labels, MatrixNmsShape const& shape,
-    MatrixNmsParams const& params, bool fp16, int* count, int* keep, void* keptScores, int* keptLabels,
-    void* workspace, cudaStream_t stream);
+// keptLabels [B, max_num] int32 (-1 padded). Returns the first failing CUDA call's own status.
+cudaError_t launchMatrixNms(void const* masks, bool masksHalf, void const* scores, bool scoresHalf, int const* labels,
+    MatrixNmsShape const& shape, MatrixNmsParams const& params, int* count, int* keep, void* keptScores,
+    int* keptLabels, void* workspace, cudaStream_t stream);
 #endif
 
 } // namespace segtrt

@@ -89,11 +89,8 @@ int32_t MatrixNmsPlugin::getOutputDataTypes(
 int32_t MatrixNmsPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t,
     DimsExprs* outputs, int32_t, IExprBuilder& exprBuilder) noexcept
 {
-    if (nbInputs != 3 || inputs[kMasks].nbDims != 4)
-    {
-        logPluginError(kName, "expects inputs masks [B, N, H, W], scores [B, N] and labels [B, N]");
+    if (!inputsFit(inputs, nbInputs))
         return -1;
-    }
     IDimensionExpr const* batch = inputs[kMasks].d[0];
     IDimensionExpr const* maxNum = exprBuilder.constant(mAttributes.maxNum);
     outputs[0].nbDims = 1;
@@ -115,17 +112,17 @@ bool MatrixNmsPlugin::supportsFormatCombination(
         return false;
     switch (pos)
     {
-    case kMasks: return d.type == DataType::kFLOAT || d.type == DataType::kHALF;
-    case kScores:
-    case kKeptScores: return d.type == inOut[kMasks].desc.type;
+    case kMasks:
+    case kScores: return d.type == DataType::kFLOAT || d.type == DataType::kHALF; // each free, computed in FP32
+    case kKeptScores: return d.type == inOut[kScores].desc.type;
     default: return d.type == DataType::kINT32; // labels, count, keep, kept labels
     }
 }
 
 int32_t MatrixNmsPlugin::configurePlugin(
-    DynamicPluginTensorDesc const*, int32_t, DynamicPluginTensorDesc const*, int32_t) noexcept
+    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t) noexcept
 {
-    return 0;
+    return inputsFit(in, nbInputs) ? 0 : -1;
 }
 
 size_t MatrixNmsPlugin::getWorkspaceSize(
@@ -136,9 +133,10 @@ size_t MatrixNmsPlugin::getWorkspaceSize(
     return matrixNmsWorkspaceSize(shapeOf(inputs[kMasks].max), params);
 }
 
-int32_t MatrixNmsPlugin::onShapeChange(PluginTensorDesc const*, int32_t, PluginTensorDesc const*, int32_t) noexcept
+int32_t MatrixNmsPlugin::onShapeChange(
+    PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*, int32_t) noexcept
 {
-    return 0;
+    return inputsFit(in, nbInputs) ? 0 : -1;
 }
 
 int32_t MatrixNmsPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*, void const* const* inputs,
@@ -146,10 +144,10 @@ int32_t MatrixNmsPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensor
 {
     MatrixNmsParams params{nmsKernel(mAttributes), mAttributes.sigma, mAttributes.maskThreshold, mAttributes.nmsPre,
         mAttributes.maxNum, mAttributes.filterThr};
-    cudaError_t const status = launchMatrixNms(inputs[kMasks], inputs[kScores], static_cast<int const*>(inputs[kLabels]),
-        shapeOf(inputDesc[kMasks].dims), params, inputDesc[kMasks].type == DataType::kHALF,
-        static_cast<int*>(outputs[0]), static_cast<int*>(outputs[1]), outputs[2], static_cast<int*>(outputs[3]),
-        workspace, stream);
+    cudaError_t const status = launchMatrixNms(inputs[kMasks], inputDesc[kMasks].type == DataType::kHALF,
+        inputs[kScores], inputDesc[kScores].type == DataType::kHALF, static_cast<int const*>(inputs[kLabels]),
+        shapeOf(inputDesc[kMasks].dims), params, static_cast<int*>(outputs[0]), static_cast<int*>(outputs[1]),
+        outputs[2], static_cast<int*>(outputs[3]), workspace, stream);
     return status == cudaSuccess ? 0 : -1;
 }
 

@@ -21,6 +21,10 @@ public:
     static std::string validate(Attributes const& a) { return validateMatrixNms(a, true); }
 
     explicit MatrixNmsPlugin(Attributes const& attributes);
+    std::string checkInputs(TensorShape const* inputs, int32_t nbInputs) const
+    {
+        return checkMatrixNmsInputs(inputs, nbInputs);
+    }
     std::vector<nvinfer1::PluginField> attributeFields() const;
 
     int32_t getNbOutputs() const noexcept override { return 4; }

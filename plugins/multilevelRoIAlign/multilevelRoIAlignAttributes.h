@@ -2,6 +2,7 @@
 // Header-only so the TensorRT plugin and the CPU twin library (and hence the tests) share it.
 #pragma once
 
+#include "../common/tensorShape.h"
 #include "roiAlignMath.h"
 
 #include <string>
@@ -75,6 +76,28 @@ inline std::string validateMultilevelRoIAlignInputs(MultilevelRoIAlignAttributes
             + " strides but the node has " + std::to_string(numFeatureMaps) + " feature maps";
     }
     return {};
+}
+
+// Inputs rois [B, R, 4] then one map [B, C, H_l, W_l] per stride: "" when they fit, else a sentence naming the
+// input.
+inline std::string checkMultilevelRoIAlignInputs(
+    MultilevelRoIAlignAttributes const& a, TensorShape const* inputs, int nbInputs)
+{
+    std::string problem = validateMultilevelRoIAlignInputs(a, nbInputs - 1);
+    if (problem.empty())
+        problem = checkRank(inputs[0], 3, "rois", "[B, R, 4]");
+    if (problem.empty())
+        problem = checkDim(inputs[0], 2, 4, "rois", "the 4 box coordinates");
+    for (int i = 1; i < nbInputs && problem.empty(); ++i)
+    {
+        std::string const name = "features[" + std::to_string(i - 1) + "]";
+        problem = checkRank(inputs[i], 4, name, "[B, C, H, W]");
+        if (problem.empty())
+            problem = checkDim(inputs[i], 0, inputs[0].d[0], name, "the batch B of rois");
+        if (problem.empty())
+            problem = checkDim(inputs[i], 1, inputs[1].d[1], name, "the channels C of features[0]");
+    }
+    return problem;
 }
 
 inline RoiAlignParams roiAlignParams(MultilevelRoIAlignAttributes const& a)

@@ -7,8 +7,8 @@ namespace segtrt
 namespace
 {
 
-template <typename T>
-__global__ void multilevelRoIAlignKernel(FeaturePyramid<T> fp, float const* rois, int numRois, LevelMapping lm,
+template <typename T, typename TR>
+__global__ void multilevelRoIAlignKernel(FeaturePyramid<T> fp, TR const* rois, int numRois, LevelMapping lm,
     RoiAlignParams p, long long total, T* output)
 {
     for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
@@ -26,8 +26,8 @@ __global__ void multilevelRoIAlignKernel(FeaturePyramid<T> fp, float const* rois
 namespace
 {
 
-template <typename T>
-cudaError_t launch(void const* const* features, float const* rois, MultilevelRoIAlignShape const& s,
+template <typename T, typename TR>
+cudaError_t launch(void const* const* features, void const* rois, MultilevelRoIAlignShape const& s,
     LevelMapping const& lm, RoiAlignParams const& p, void* output, cudaStream_t stream)
 {
     FeaturePyramid<T> fp{};
@@ -42,18 +42,28 @@ cudaError_t launch(void const* const* features, float const* rois, MultilevelRoI
     fp.batch = s.batch;
     fp.channels = s.channels;
     long long const total = static_cast<long long>(s.batch) * s.numRois * s.channels * p.outputHeight * p.outputWidth;
-    multilevelRoIAlignKernel<T><<<gridSize(total), kThreadsPerBlock, 0, stream>>>(
-        fp, rois, s.numRois, lm, p, total, static_cast<T*>(output));
-    return cudaGetLastError();
+    return launchGridStride(multilevelRoIAlignKernel<T, TR>, total, stream, fp, static_cast<TR const*>(rois),
+        s.numRois, lm, p, total, static_cast<T*>(output));
+}
+
+template <typename T>
+cudaError_t launchForFeatures(void const* const* features, void const* rois, bool roisHalf,
+    MultilevelRoIAlignShape const& s, LevelMapping const& lm, RoiAlignParams const& p, void* output,
+    cudaStream_t stream)
+{
+    return roisHalf ? launch<T, __half>(features, rois, s, lm, p, output, stream)
+                    : launch<T, float>(features, rois, s, lm, p, output, stream);
 }
 
 } // namespace
 
-cudaError_t launchMultilevelRoIAlign(void const* const* features, float const* rois, MultilevelRoIAlignShape const& shape,
-    LevelMapping const& levelMapping, RoiAlignParams const& params, bool fp16, void* output, cudaStream_t stream)
+cudaError_t launchMultilevelRoIAlign(void const* const* features, bool featuresHalf, void const* rois, bool roisHalf,
+    MultilevelRoIAlignShape const& shape, LevelMapping const& levelMapping, RoiAlignParams const& params, void* output,
+    cudaStream_t stream)
 {
-    return fp16 ? launch<__half>(features, rois, shape, levelMapping, params, output, stream)
-                : launch<float>(features, rois, shape, levelMapping, params, output, stream);
+    return featuresHalf
+        ? launchForFeatures<__half>(features, rois, roisHalf, shape, levelMapping, params, output, stream)
+        : launchForFeatures<float>(features, rois, roisHalf, shape, levelMapping, params, output, stream);
 }
 #endif // __CUDACC_RTC__
 

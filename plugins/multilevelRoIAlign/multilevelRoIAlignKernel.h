@@ -21,10 +21,11 @@ struct MultilevelRoIAlignShape
 
 // The host API; NVRTC, which tests/test_kernels_nvrtc.py compiles the kernels with, takes device code only.
 #ifndef __CUDACC_RTC__
-// features[l] [B, C, H_l, W_l] (FP32, or FP16 when fp16), rois [B, R, 4] FP32 -> output [B, R, C, oh, ow]
-// in the features' type.
-cudaError_t launchMultilevelRoIAlign(void const* const* features, float const* rois, MultilevelRoIAlignShape const& shape,
-    LevelMapping const& levelMapping, RoiAlignParams const& params, bool fp16, void* output, cudaStream_t stream);
+// features[l] [B, C, H_l, W_l] (all FP32, or all FP16 when featuresHalf), rois [B, R, 4] (FP32, or FP16 when
+// roisHalf) -> output [B, R, C, oh, ow] in the features' type. Returns the launch's own status.
+cudaError_t launchMultilevelRoIAlign(void const* const* features, bool featuresHalf, void const* rois, bool roisHalf,
+    MultilevelRoIAlignShape const& shape, LevelMapping const& levelMapping, RoiAlignParams const& params, void* output,
+    cudaStream_t stream);
 #endif
 
 } // namespace segtrt

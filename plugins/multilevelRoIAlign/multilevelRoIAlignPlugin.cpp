@@ -63,16 +63,6 @@ std::vector<PluginField> MultilevelRoIAlignPlugin::attributeFields() const
         PluginField("canonical_level", &a.canonicalLevel, PluginFieldType::kINT32, 1)};
 }
 
-bool MultilevelRoIAlignPlugin::inputCountMatches(int32_t nbInputs) const noexcept
-{
-    std::string const problem = validateMultilevelRoIAlignInputs(mAttributes, nbInputs - 1);
-    if (!problem.empty())
-    {
-        logPluginError(kName, problem);
-    }
-    return problem.empty();
-}
-
 int32_t MultilevelRoIAlignPlugin::getOutputDataTypes(
     DataType* outputTypes, int32_t, DataType const* inputTypes, int32_t nbInputs) const noexcept
 {
@@ -85,7 +75,7 @@ int32_t MultilevelRoIAlignPlugin::getOutputDataTypes(
 int32_t MultilevelRoIAlignPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t,
     DimsExprs* outputs, int32_t, IExprBuilder& exprBuilder) noexcept
 {
-    if (!inputCountMatches(nbInputs))
+    if (!inputsFit(inputs, nbInputs))
         return -1;
     outputs[0].nbDims = 5;
     outputs[0].d[0] = inputs[0].d[0];
@@ -102,23 +92,21 @@ bool MultilevelRoIAlignPlugin::supportsFormatCombination(
     PluginTensorDesc const& d = inOut[pos].desc;
     if (d.format != TensorFormat::kLINEAR)
         return false;
-    if (pos == 0)
-        return d.type == DataType::kFLOAT; // box coordinates need FP32 at large image sizes
-    if (pos == 1)
+    if (pos <= 1) // rois and the first map: each FP32 or FP16, computed in FP32
         return d.type == DataType::kFLOAT || d.type == DataType::kHALF;
     return d.type == inOut[1].desc.type; // the other maps and the output follow the first map
 }
 
 int32_t MultilevelRoIAlignPlugin::configurePlugin(
-    DynamicPluginTensorDesc const*, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t) noexcept
+    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t) noexcept
 {
-    return inputCountMatches(nbInputs) ? 0 : -1;
+    return inputsFit(in, nbInputs) ? 0 : -1;
 }
 
 int32_t MultilevelRoIAlignPlugin::onShapeChange(
-    PluginTensorDesc const*, int32_t nbInputs, PluginTensorDesc const*, int32_t) noexcept
+    PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*, int32_t) noexcept
 {
-    return inputCountMatches(nbInputs) ? 0 : -1;
+    return inputsFit(in, nbInputs) ? 0 : -1;
 }
 
 int32_t MultilevelRoIAlignPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
@@ -136,8 +124,8 @@ int32_t MultilevelRoIAlignPlugin::enqueue(PluginTensorDesc const* inputDesc, Plu
         shape.stride[l] = mAttributes.featureStrides[l];
     }
     LevelMapping const levelMapping{static_cast<float>(mAttributes.canonicalScale), mAttributes.canonicalLevel};
-    cudaError_t const status = launchMultilevelRoIAlign(inputs + 1, static_cast<float const*>(inputs[0]), shape,
-        levelMapping, roiAlignParams(mAttributes), inputDesc[1].type == DataType::kHALF, outputs[0], stream);
+    cudaError_t const status = launchMultilevelRoIAlign(inputs + 1, inputDesc[1].type == DataType::kHALF, inputs[0],
+        inputDesc[0].type == DataType::kHALF, shape, levelMapping, roiAlignParams(mAttributes), outputs[0], stream);
     return status == cudaSuccess ? 0 : -1;
 }
 

@@ -21,6 +21,10 @@ public:
     static std::string validate(Attributes const& a) { return validateMultilevelRoIAlign(a); }
 
     explicit MultilevelRoIAlignPlugin(Attributes const& attributes);
+    std::string checkInputs(TensorShape const* inputs, int32_t nbInputs) const
+    {
+        return checkMultilevelRoIAlignInputs(mAttributes, inputs, nbInputs);
+    }
     std::vector<nvinfer1::PluginField> attributeFields() const;
 
     int32_t getNbOutputs() const noexcept override { return 1; }
@@ -45,8 +49,6 @@ public:
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
 
 private:
-    bool inputCountMatches(int32_t nbInputs) const noexcept;
-
     Attributes mAttributes;
 };
 

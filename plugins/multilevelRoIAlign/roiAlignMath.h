@@ -66,6 +66,17 @@ SEGTRT_HD BilinearCorners bilinearCorners(T const* plane, int height, int width,
     return out;
 }
 
+// Adaptive sampling takes ceil(roi_size / bins) samples per bin side, at most this many: a bin then costs at most
+// 512^2 samples however large the box, and boxes below 512 bins' size (3584 px at 7 bins) sample exactly as
+// torchvision does.
+constexpr int kMaxSamplesPerBinSide = 512;
+
+SEGTRT_HD int adaptiveSamples(float roiSize, int bins)
+{
+    float const samples = ceilf(roiSize / static_cast<float>(bins));
+    return samples < static_cast<float>(kMaxSamplesPerBinSide) ? static_cast<int>(samples) : kMaxSamplesPerBinSide;
+}
+
 // One output bin (ph, pw) of one RoI over one channel plane [height, width].
 // roi = (x1, y1, x2, y2) in the coordinates that spatialScale maps onto this plane.
 template <typename T>
@@ -77,6 +88,10 @@ SEGTRT_HD float roiAlignBin(T const* plane, int height, int width, float const* 
     float const startH = roi[1] * spatialScale - offset;
     float roiW = roi[2] * spatialScale - offset - startW;
     float roiH = roi[3] * spatialScale - offset - startH;
+    if (!(isFinite(startW) && isFinite(startH) && isFinite(roiW) && isFinite(roiH)))
+    {
+        return 0.f; // a NaN or infinite box (or one whose size overflows) pools nothing
+    }
     if (!p.aligned)
     {
         // Legacy (non-aligned) RoIs are at least one pixel wide.
@@ -85,8 +100,8 @@ SEGTRT_HD float roiAlignBin(T const* plane, int height, int width, float const* 
     }
     float const binH = roiH / static_cast<float>(p.outputHeight);
     float const binW = roiW / static_cast<float>(p.outputWidth);
-    int const gridH = p.samplingRatio > 0 ? p.samplingRatio : static_cast<int>(ceilf(roiH / p.outputHeight));
-    int const gridW = p.samplingRatio > 0 ? p.samplingRatio : static_cast<int>(ceilf(roiW / p.outputWidth));
+    int const gridH = p.samplingRatio > 0 ? p.samplingRatio : adaptiveSamples(roiH, p.outputHeight);
+    int const gridW = p.samplingRatio > 0 ? p.samplingRatio : adaptiveSamples(roiW, p.outputWidth);
     int const count = gridH * gridW > 1 ? gridH * gridW : 1;
 
     float acc = 0.f;
@@ -156,9 +171,10 @@ struct LevelMapping
     int canonicalLevel;
 };
 
-// One element of the output [B, R, C, oh, ow] (flat index), rois [B, R, 4] in input pixels.
-template <typename T>
-SEGTRT_HD float multilevelRoiAlignElement(long long index, FeaturePyramid<T> const& fp, float const* rois, int numRois,
+// One element of the output [B, R, C, oh, ow] (flat index), rois [B, R, 4] in input pixels (stored as TR, used
+// as FP32).
+template <typename T, typename TR>
+SEGTRT_HD float multilevelRoiAlignElement(long long index, FeaturePyramid<T> const& fp, TR const* rois, int numRois,
     LevelMapping const& lm, RoiAlignParams const& p)
 {
     int const pw = static_cast<int>(index % p.outputWidth);
@@ -170,7 +186,8 @@ SEGTRT_HD float multilevelRoiAlignElement(long long index, FeaturePyramid<T> con
     int const r = static_cast<int>(rest % numRois);
     int const b = static_cast<int>(rest / numRois);
 
-    float const* roi = rois + (static_cast<long long>(b) * numRois + r) * 4;
+    TR const* stored = rois + (static_cast<long long>(b) * numRois + r) * 4;
+    float const roi[4] = {toFloat(stored[0]), toFloat(stored[1]), toFloat(stored[2]), toFloat(stored[3])};
     int const minLevel = log2OfPowerOfTwo(fp.stride[0]);
     int const level
         = fpnLevel(roi, lm.canonicalScale, lm.canonicalLevel, minLevel, minLevel + fp.levels - 1) - minLevel;

@@ -10,8 +10,8 @@ The export stage replaces the `MatrixNMS` module by one custom ONNX node
 "MatrixNMS" (attributes = `MatrixNMS.attributes()`) served by our TensorRT plugin,
 so this file is the single definition of what that node computes.
 
-Padding convention: a candidate whose score is <= 0 is absent (it neither
-suppresses nor is returned). Callers zero the scores they would have removed,
+Padding convention: a candidate whose score is <= 0 or NaN is absent (it
+neither suppresses nor is returned; +Inf is an ordinary score). Callers zero the scores they would have removed,
 which keeps every shape static.
 """
 
@@ -68,6 +68,8 @@ def matrix_nms(
         count = torch.zeros(batch, dtype=torch.int32, device=scores.device)
         return count, none, scores.new_zeros(batch, out_size), none.to(labels.dtype)
 
+    # topk ranks NaN above everything; a NaN score is no candidate and must not take an nms_pre slot
+    scores = torch.where(scores.isnan(), torch.full_like(scores, float("-inf")), scores)
     sorted_scores, order = scores.topk(top, dim=1)
     sorted_labels = gather_rows(labels, order)
     binary = (gather_rows(masks, order) > mask_threshold).flatten(2).to(scores.dtype)  # [B, K, hw]
