@@ -48,11 +48,17 @@ class BuildPlan:
     def needs_plugins(self) -> bool:
         return bool(self.model.plugin_nodes)
 
+    @property
     def precision(self) -> str:
+        """fp32/fp16/int8/fp8 from the ONNX types, or the legacy flags' fp16, int8 or fp16+int8."""
         if self.options.strongly_typed:
-            return f"{self.model.precision} (strongly typed: the ONNX file's types)"
-        flags = [name for name, on in (("fp16", self.options.fp16), ("int8", self.options.int8)) if on]
-        return f"{'+'.join(flags)} (TensorRT 10.x legacy builder flags over the {self.model.precision} graph)"
+            return self.model.precision
+        return "+".join(name for name, on in (("fp16", self.options.fp16), ("int8", self.options.int8)) if on)
+
+    def precision_note(self) -> str:
+        if self.options.strongly_typed:
+            return f"{self.precision} (strongly typed: the ONNX file's types)"
+        return f"{self.precision} (TensorRT 10.x legacy builder flags over the {self.model.precision} graph)"
 
     def describe(self) -> list[str]:
         model, options = self.model, self.options
@@ -62,7 +68,7 @@ class BuildPlan:
             f"opset {model.opset}, {model.nodes} nodes)",
             *(f"input: {spec.name} {spec.dtype} {list(spec.shape)}" for spec in model.inputs),
             *(f"profile: {p.input} min {list(p.min)} opt {list(p.opt)} max {list(p.max)}" for p in self.profiles),
-            f"precision: {self.precision()}",
+            f"precision: {self.precision_note()}",
         ]
         if self.needs_plugins:
             nodes = ", ".join(f"{count} {op_type}" for op_type, count in sorted(model.plugin_nodes.items()))
