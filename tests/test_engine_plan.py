@@ -21,7 +21,7 @@ def checked_model(shape, input_size=(256, 320), plugin_nodes=None, path=Path("mo
                      preprocess=Preprocess(input_size=input_size), max_detections=100, mask_size=(64, 80),
                      mask_frame="image")
     return CheckedModel(path=path, info=info, opset=17, inputs=(TensorSpec("images", "FLOAT", shape),),
-                        precision="fp32", plugin_nodes=plugin_nodes or {"MatrixNMS": 1}, nodes=10)
+                        precision="fp32", plugin_nodes={"MatrixNMS": 1} if plugin_nodes is None else plugin_nodes, nodes=10)
 
 
 def test_a_fixed_batch_file_has_one_fixed_profile_and_refuses_other_batches():
