@@ -1,14 +1,18 @@
 # Two commands set up a fresh machine and do everything:
 #   make demo   - synthetic data -> train briefly -> evaluate -> accuracy table
-#   make test   - the test suite (what CI runs)
+#   make test   - the type check of the TensorRT-facing code, then the test suite (what CI runs)
 # Both create .venv and build the C++/CUDA code first when needed.
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := build
+# pyright (npm) and tensorrt-stubs live in .typecheck/, not in the venv: the stubs' `tensorrt` folder would make
+# `import tensorrt` succeed there with nothing in it.
+TYPECHECK := .typecheck
+PYRIGHT   := pyright@1.1.414
 
-.PHONY: setup native demo test clean
+.PHONY: setup native demo test typecheck clean
 
 setup: $(STAMP) native
 
@@ -27,8 +31,17 @@ native:
 demo: setup
 	$(VENV)/bin/segtrt demo
 
-test: setup
+# TensorRT-facing code against tensorrt-stubs 10.13: a misspelled or removed TensorRT call fails here.
+typecheck: $(STAMP) $(TYPECHECK)/.installed
+	$(TYPECHECK)/node_modules/.bin/pyright --pythonpath $(abspath $(PY))
+
+$(TYPECHECK)/.installed: requirements-typecheck.txt
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(TYPECHECK)/site -r requirements-typecheck.txt
+	npm install --silent --no-audit --no-fund --prefix $(TYPECHECK) $(PYRIGHT)
+	touch $@
+
+test: setup typecheck
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(BUILD) $(BUILD).log
+	rm -rf $(BUILD) $(BUILD).log $(TYPECHECK)

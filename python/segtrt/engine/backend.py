@@ -18,29 +18,33 @@ from pathlib import Path
 import numpy as np
 
 from segtrt import SegtrtError
-from segtrt.engine.machine import cuda_check, current_machine, load_plugin_library, require_cudart, require_tensorrt
+from segtrt.engine.machine import (cuda_check, cuda_runtime, current_machine, load_plugin_library, require_cudart,
+                                   require_tensorrt)
 from segtrt.engine.sidecar import read_sidecar, verify
 from segtrt.ops.registry import default_plugin_library
 from segtrt.runtime.backends import Backend
 from segtrt.runtime.model_info import INPUT_NAME, OUTPUT_NAMES
 
 
+def _shape(dims) -> tuple[int, ...]:
+    """A TensorRT Dims as a tuple (Dims is indexable; the stubs give it no __iter__)."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
 class _Buffer:
     """One tensor's pinned host array and device allocation, sized for the largest shape it will hold."""
 
     def __init__(self, dtype: np.dtype, shape: tuple[int, ...]):
-        from cuda.bindings import runtime as cudart
-
+        cudart = cuda_runtime()
         self.dtype = np.dtype(dtype)
         self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
         self.host_pointer = cuda_check(cudart.cudaMallocHost(self.nbytes))
         self.device = cuda_check(cudart.cudaMalloc(self.nbytes))
-        raw = (ctypes.c_byte * self.nbytes).from_address(int(self.host_pointer))
-        self.host = np.frombuffer(raw, dtype=self.dtype)
+        pointer = ctypes.cast(int(self.host_pointer), ctypes.POINTER(ctypes.c_byte))
+        self.host = np.ctypeslib.as_array(pointer, shape=(self.nbytes,)).view(self.dtype)
 
     def free(self) -> None:
-        from cuda.bindings import runtime as cudart
-
+        cudart = cuda_runtime()
         cuda_check(cudart.cudaFree(self.device))
         cuda_check(cudart.cudaFreeHost(self.host_pointer))
 
@@ -56,8 +60,7 @@ class TensorRTBackend(Backend):
         require_tensorrt()
         require_cudart()
         import tensorrt as trt
-        from cuda.bindings import runtime as cudart
-
+        cudart = cuda_runtime()
         library = (plugins or default_plugin_library()) if self.sidecar.plugin_library else None
         verify(self.path, self.sidecar, current_machine(), library)
         if library is not None:
@@ -77,7 +80,7 @@ class TensorRTBackend(Backend):
         for index in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(index)
             dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
-            self.buffers[name] = _Buffer(dtype, tuple(self.context.get_tensor_shape(name)))
+            self.buffers[name] = _Buffer(dtype, _shape(self.context.get_tensor_shape(name)))
             self.context.set_tensor_address(name, int(self.buffers[name].device))
         missing = sorted({INPUT_NAME, *OUTPUT_NAMES} - set(self.buffers))
         if missing:
@@ -85,8 +88,7 @@ class TensorRTBackend(Backend):
                               "`segtrt export` ONNX file")
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        from cuda.bindings import runtime as cudart
-
+        cudart = cuda_runtime()
         images = np.ascontiguousarray(images, dtype=np.float32)
         low, high = self.profile.min, self.profile.max
         if images.ndim != 4 or images.shape[1:] != high[1:] or not low[0] <= images.shape[0] <= high[0]:
@@ -100,7 +102,7 @@ class TensorRTBackend(Backend):
         cuda_check(cudart.cudaMemcpyAsync(source.device, source.host_pointer, images.nbytes, to_device, self.stream))
         if not self.context.execute_async_v3(int(self.stream)):
             raise SegtrtError(f"TensorRT failed to run {self.path} (its log above says why)")
-        shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in OUTPUT_NAMES}
+        shapes = {name: _shape(self.context.get_tensor_shape(name)) for name in OUTPUT_NAMES}
         for name, shape in shapes.items():
             buffer = self.buffers[name]
             count = int(np.prod(shape)) * buffer.dtype.itemsize
@@ -111,8 +113,7 @@ class TensorRTBackend(Backend):
 
     def close(self) -> None:
         """Free the GPU and pinned memory and the stream (also done when the process ends)."""
-        from cuda.bindings import runtime as cudart
-
+        cudart = cuda_runtime()
         for buffer in self.buffers.values():
             buffer.free()
         self.buffers.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segtrt import SegtrtError
 from segtrt.engine.machine import current_machine, load_plugin_library, require_tensorrt
@@ -19,6 +20,9 @@ from segtrt.engine.plan import BuildPlan
 from segtrt.engine.sidecar import for_plan, write_sidecar
 from segtrt.files import atomic_write, file_sha256
 from segtrt.ops.registry import plugin
+
+if TYPE_CHECKING:  # for the annotations only: pyright checks them against tensorrt-stubs, nothing imports it here
+    import tensorrt
 
 # ONNX attribute type -> TensorRT PluginFieldType name, as onnx-tensorrt passes node attributes to a creator
 FIELD_TYPES = {"INT": "INT32", "INTS": "INT32", "FLOAT": "FLOAT32", "STRING": "CHAR"}
@@ -100,7 +104,7 @@ def _legacy_flag(name: str):
     return flag
 
 
-def _configure(builder, config, plan: BuildPlan) -> None:
+def _configure(builder: tensorrt.Builder, config: tensorrt.IBuilderConfig, plan: BuildPlan) -> None:
     import tensorrt as trt
 
     options = plan.options

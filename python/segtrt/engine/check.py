@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,7 +141,7 @@ class _Checker:
                               if (shape := _shape_of(v)) is not None and all(isinstance(d, int) for d in shape)}
         self.constants: dict[str, np.ndarray] = {}
         self.unknown: set[str] = set()
-        self.producers: dict[str, object] = {}
+        self.producers: dict[str, Any] = {}  # onnx.NodeProto (onnx is imported lazily)
         self._index(model.graph)
 
     def _index(self, graph) -> None:

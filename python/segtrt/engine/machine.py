@@ -1,8 +1,9 @@
 """TensorRT and CUDA on this machine: one clear sentence when they are missing, and the machine facts
 (TensorRT version, GPU name, compute capability) that an engine's sidecar records and is checked against.
 
-Callers run `require_tensorrt()` / `require_cudart()` and then import the module themselves inside the
-function (`import tensorrt as trt`), so that pyright types every call against tensorrt-stubs.
+Callers run `require_tensorrt()` and then import tensorrt themselves inside the function
+(`import tensorrt as trt`), so that pyright types every call against tensorrt-stubs; CUDA calls go
+through `cuda_runtime()`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ def require_tensorrt() -> None:
                           f"only type stubs; install TensorRT itself on a GPU machine, or {CPU_PATH}")
 
 
+def cuda_runtime() -> Any:
+    """cuda-python's runtime bindings, `cuda.bindings.runtime` (compiled, without type stubs: typed as Any here)."""
+    from cuda.bindings import runtime  # pyright: ignore[reportAttributeAccessIssue]
+
+    return runtime
+
+
 def require_cudart() -> None:
-    """SegtrtError unless cuda-python's runtime bindings (`cuda.bindings.runtime`) import here."""
+    """SegtrtError unless cuda-python's runtime bindings import here."""
     try:
-        from cuda.bindings import runtime  # noqa: F401
+        cuda_runtime()
     except ImportError as error:
         raise SegtrtError(f"this needs cuda-python's runtime bindings ({error}); pip install cuda-bindings on a "
                           f"machine with an NVIDIA driver, or {CPU_PATH}") from None
@@ -40,8 +48,7 @@ def require_cudart() -> None:
 
 def cuda_check(result) -> Any:
     """Unpack a cuda-python call's (error, *values) tuple; SegtrtError naming the CUDA error."""
-    from cuda.bindings import runtime as cudart
-
+    cudart = cuda_runtime()
     error, *values = result if isinstance(result, tuple) else (result,)
     if error != cudart.cudaError_t.cudaSuccess:
         _, name = cudart.cudaGetErrorName(error)
@@ -57,8 +64,8 @@ def current_machine() -> Machine:
     require_tensorrt()
     require_cudart()
     import tensorrt as trt
-    from cuda.bindings import runtime as cudart
 
+    cudart = cuda_runtime()
     device = cuda_check(cudart.cudaGetDevice())
     properties = cuda_check(cudart.cudaGetDeviceProperties(device))
     name = properties.name
