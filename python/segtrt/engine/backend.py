@@ -92,7 +92,8 @@ class TensorRTBackend(Backend):
         images = np.ascontiguousarray(images, dtype=np.float32)
         low, high = self.profile.min, self.profile.max
         if images.ndim != 4 or images.shape[1:] != high[1:] or not low[0] <= images.shape[0] <= high[0]:
-            raise SegtrtError(f"engine {self.path} takes images [{low[0]}..{high[0]}, {', '.join(map(str, high[1:]))}], "
+            sizes = ", ".join(map(str, high[1:]))
+            raise SegtrtError(f"engine {self.path} takes images [{low[0]}..{high[0]}, {sizes}], "
                               f"not {list(images.shape)}")
         if not self.context.set_input_shape(INPUT_NAME, list(images.shape)):
             raise SegtrtError(f"TensorRT refused the input shape {list(images.shape)} for {self.path}")

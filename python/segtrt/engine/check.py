@@ -81,7 +81,9 @@ def check_onnx(path) -> CheckedModel:
 
 
 def _node_label(node) -> str:
-    return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node (unnamed, output {node.output[0]!r})"
+    if node.name:
+        return f"{node.op_type} node {node.name!r}"
+    return f"{node.op_type} node (unnamed, output {node.output[0]!r})"
 
 
 def _type_name(elem_type: int) -> str:

@@ -23,8 +23,8 @@ def require_tensorrt() -> None:
     try:
         import tensorrt as trt
     except ImportError as error:
-        raise SegtrtError(f"this needs TensorRT's Python package, which is missing here ({error}); install "
-                          f"TensorRT 10.x or 11.x (JetPack ships it) on a machine with an NVIDIA GPU, or {CPU_PATH}") from None
+        raise SegtrtError(f"this needs TensorRT's Python package, which is missing here ({error}); install TensorRT "
+                          f"10.x or 11.x (JetPack ships it) on a machine with an NVIDIA GPU, or {CPU_PATH}") from None
     if not hasattr(trt, "Builder"):  # type stubs (tensorrt-stubs) make `import tensorrt` succeed with nothing in it
         raise SegtrtError(f"the `tensorrt` package found here ({list(getattr(trt, '__path__', []))}) has no library, "
                           f"only type stubs; install TensorRT itself on a GPU machine, or {CPU_PATH}")

@@ -44,7 +44,8 @@ def profiles_for(model: CheckedModel, min_batch: int | None = None, opt_batch: i
     shape = inputs[INPUT_NAME].shape
     height, width = model.info.preprocess.input_size
     if len(shape) != 4 or shape[1] != 3:
-        raise SegtrtError(f"{model.path}: input {INPUT_NAME!r} has shape {list(shape)}, a segtrt model takes [B, 3, H, W]")
+        raise SegtrtError(f"{model.path}: input {INPUT_NAME!r} has shape {list(shape)}; a segtrt model takes "
+                          "[B, 3, H, W]")
     for axis, (dim, size) in enumerate(zip(shape[2:], (height, width)), start=2):
         if isinstance(dim, int) and dim != size:
             raise SegtrtError(f"{model.path}: input dimension {axis} is {dim} but the recorded pre-processing "
