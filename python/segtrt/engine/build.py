@@ -5,6 +5,10 @@ legacy FP16/INT8 builder flags and the INT8 calibrator that 11.0 removed, IProgr
 read from version strings. Every decision was made in the plan; this module only translates it, so
 it stays thin enough to be right by construction and is type-checked against tensorrt-stubs.
 
+Version-specific calls: BuilderFlag.FP16 / BuilderFlag.INT8 and IInt8EntropyCalibrator2 (int8_calibrator)
+exist in 10.x only (DESIGN.md: 11.0 removed them) and are used only behind getattr feature checks; no
+11.x-only call is used, so the stubs (10.13) cover every call made.
+
 Nothing runs before `require_tensorrt()`: without TensorRT the command is one sentence, no traceback.
 """
 
