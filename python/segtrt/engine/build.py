@@ -71,19 +71,25 @@ def check_plugin_creators(plan: BuildPlan) -> None:
 
     registry = trt.get_plugin_registry()
     for op_type in plan.model.plugin_nodes:
-        entry = plugin(op_type)
-        creator = registry.get_creator(op_type, entry.version, "")
+        version = plugin(op_type).version
+        creator = registry.get_creator(op_type, version, "")
         if creator is None:
-            raise SegtrtError(f"no TensorRT plugin creator {op_type} version {entry.version} (namespace \"\") is "
+            raise SegtrtError(f"no TensorRT plugin creator {op_type} version {version} (namespace \"\") is "
                               f"registered after loading {plan.options.plugins}; rebuild the plugin library")
-        declared = {field.name: field.type.name for field in creator.field_names}
-        for attribute in entry.attributes:
-            if declared.get(attribute.name) != FIELD_TYPES[attribute.onnx_type]:
-                raise SegtrtError(
-                    f"the {op_type} creator in {plan.options.plugins} declares field {attribute.name} as "
-                    f"{declared.get(attribute.name, 'missing')}, the node gives {FIELD_TYPES[attribute.onnx_type]}; "
-                    "the plugin library and this segtrt disagree: rebuild the library from this checkout"
-                )
+        problem = creator_field_problem(op_type, {field.name: field.type.name for field in creator.field_names})
+        if problem:
+            raise SegtrtError(f"the {op_type} creator in {plan.options.plugins} {problem}; the plugin library and "
+                              "this segtrt disagree: rebuild the library from this checkout")
+
+
+def creator_field_problem(op_type: str, declared: dict[str, str]) -> str | None:
+    """How a creator's declared fields ({name: PluginFieldType name}) fail the registry's schema, or None."""
+    for attribute in plugin(op_type).attributes:
+        wanted = FIELD_TYPES[attribute.onnx_type]
+        if declared.get(attribute.name) != wanted:
+            return (f"declares field {attribute.name} as {declared.get(attribute.name, 'missing')}, the node "
+                    f"gives {wanted}")
+    return None
 
 
 def _network_flags(plan: BuildPlan) -> int:
