@@ -40,7 +40,7 @@ def add_arguments(parser) -> None:
     build.add_argument("--timing-cache", type=Path, help="timing cache file, read if present and written back")
     build.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson), GPU fallback for the rest")
     build.add_argument("--hardware-compatible", action="store_true",
-                       help="an engine that runs on any Ampere-or-later GPU (slower)")
+                       help="an engine that runs on any Ampere-or-later GPU (may run slower)")
     build.add_argument("--version-compatible", action="store_true",
                        help="an engine later TensorRT versions of the same major can run")
     legacy = parser.add_argument_group("TensorRT 10.x legacy precision flags (removed in 11.x: use the ONNX variants)")
