@@ -1,6 +1,6 @@
 # Two commands set up a fresh machine and do everything:
 #   make demo   - synthetic data -> train briefly -> evaluate -> accuracy table
-#   make test   - the test suite (what CI runs)
+#   make test   - the type check of the TensorRT-facing code, then the test suite (what CI runs)
 #   make gpu-check - the CUDA kernels on this machine's GPU against the CPU twins (fails cleanly without a GPU)
 # Both create .venv and build the C++/CUDA code first when needed.
 
@@ -8,8 +8,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BUILD  := build
+# pyright (npm) and tensorrt-stubs live in .typecheck/, not in the venv: the stubs' `tensorrt` folder would make
+# `import tensorrt` succeed there with nothing in it.
+TYPECHECK := .typecheck
+PYRIGHT   := pyright@1.1.414
 
-.PHONY: setup native demo test gpu-check clean
+.PHONY: setup native demo test typecheck gpu-check clean
 
 setup: $(STAMP) native
 
@@ -28,11 +32,20 @@ native:
 demo: setup
 	$(VENV)/bin/segtrt demo
 
-test: setup
+# TensorRT-facing code against tensorrt-stubs 10.13: a misspelled or removed TensorRT call fails here.
+typecheck: $(STAMP) $(TYPECHECK)/.installed
+	$(TYPECHECK)/node_modules/.bin/pyright --pythonpath $(abspath $(PY))
+
+$(TYPECHECK)/.installed: requirements-typecheck.txt
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(TYPECHECK)/site -r requirements-typecheck.txt
+	npm install --silent --no-audit --no-fund --prefix $(TYPECHECK) $(PYRIGHT)
+	touch $@
+
+test: setup typecheck
 	$(PY) -m pytest -q
 
 gpu-check:
 	tests/gpu_check.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD).log
+	rm -rf $(BUILD) $(BUILD).log $(TYPECHECK)

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint or ONNX file"),
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
+    "build": ("segtrt.engine.cli", "compile an exported ONNX file into a TensorRT engine (--check: validate, no TensorRT)"),
     "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),
     "strip": ("segtrt.training.strip", "shrink a training checkpoint for shipping (fp16 weights, no optimizer state)"),
     "demo": ("segtrt.demo", "the whole pipeline on built-in synthetic data and the shipped models"),

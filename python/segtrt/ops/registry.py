@@ -14,7 +14,9 @@ plugin checks. No torch here: the stand-ins are named, not imported.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,6 +24,8 @@ import numpy as np
 from segtrt import SegtrtError
 
 PLUGIN_VERSION = "1"
+# The TensorRT plugin library (libsegtrt_plugins.so): this variable, else the CMake build output in the checkout.
+PLUGIN_LIBRARY_ENV = "SEGTRT_PLUGIN_LIB"
 # ONNX attribute types a plugin field can have (TensorRT's parser maps each to one PluginField type).
 ATTRIBUTE_TYPES = ("INT", "INTS", "FLOAT", "STRING")
 
@@ -162,3 +166,8 @@ def plugin(op_type: str) -> Plugin:
     if op_type not in PLUGINS:
         raise SegtrtError(f"unknown segtrt plugin {op_type!r}; segtrt's plugins are {', '.join(PLUGINS)}")
     return PLUGINS[op_type]
+
+
+def default_plugin_library() -> Path:
+    """Where segtrt looks for its TensorRT plugin library unless told (the file need not exist)."""
+    return Path(os.environ.get(PLUGIN_LIBRARY_ENV, Path(__file__).parents[3] / "build" / "libsegtrt_plugins.so"))

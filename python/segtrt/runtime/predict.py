@@ -28,7 +28,8 @@ JPEG_QUALITY = 95
 def add_arguments(parser) -> None:
     from segtrt.runtime.backends import add_backend_arguments
 
-    parser.add_argument("--model", required=True, help="a segtrt checkpoint (.pt, PyTorch) or ONNX file (.onnx)")
+    parser.add_argument("--model", required=True, help="a segtrt checkpoint (.pt, PyTorch), ONNX file (.onnx) or "
+                        "TensorRT engine (.engine/.plan from `segtrt build`)")
     parser.add_argument("--source", required=True, help="an image, a folder of images, or a glob ('photos/*.jpg')")
     parser.add_argument("--out", required=True, help="output folder (predictions.json, annotated images)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,

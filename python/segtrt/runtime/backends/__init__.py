@@ -6,8 +6,9 @@ as NumPy arrays. eval, parity, export --check and predict all drive backends
 through `segtrt.runtime.inference.predict_images`, so a new backend (TensorRT
 engines) plugs in by implementing `__call__`.
 
-Backends: OnnxRuntimeBackend (here, no torch), TorchBackend (segtrt.models.backend:
-the PyTorch reference, the one backend that imports torch).
+Backends: OnnxRuntimeBackend (here, no torch), TensorRTBackend (segtrt.engine.backend: engines
+from `segtrt build`), TorchBackend (segtrt.models.backend: the PyTorch reference, the one backend
+that imports torch).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Backend:
 
 
 def open_backend(path, provider: str = "cpu", threads: int | None = None) -> Backend:
-    """The backend for a model file: a segtrt checkpoint (PyTorch) or an exported ONNX file (ONNX Runtime)."""
+    """The backend for a model file: a segtrt checkpoint (PyTorch), an exported ONNX file (ONNX Runtime) or a
+    TensorRT engine from `segtrt build` (its sidecar verified first)."""
     path = Path(path)
     if not path.exists():
         raise SegtrtError(f"model file {path} does not exist")
@@ -63,9 +65,12 @@ def open_backend(path, provider: str = "cpu", threads: int | None = None) -> Bac
         from segtrt.models.backend import TorchBackend
 
         return TorchBackend.from_checkpoint(path, threads)
-    if suffix in ENGINE_SUFFIXES:
-        raise SegtrtError(f"{path}: TensorRT engines are not runnable by this segtrt version yet; run the .onnx file")
-    raise SegtrtError(f"{path}: unknown model file type {suffix!r}; give a .pt checkpoint or an .onnx file")
+    if suffix in ENGINE_SUFFIXES:  # --provider names ONNX Runtime providers: an engine always runs in TensorRT
+        from segtrt.engine.backend import TensorRTBackend
+
+        return TensorRTBackend(path)
+    raise SegtrtError(f"{path}: unknown model file type {suffix!r}; give a .pt checkpoint, an .onnx file or a "
+                      "TensorRT .engine/.plan built by `segtrt build`")
 
 
 def add_backend_arguments(parser) -> None:

@@ -20,13 +20,12 @@ No torch here.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
 
 from segtrt import SegtrtError
-from segtrt.ops.registry import plugin
+from segtrt.ops.registry import PLUGIN_LIBRARY_ENV, default_plugin_library, plugin
 from segtrt.runtime.backends import Backend
 from segtrt.runtime.model_info import INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, read_info
 
@@ -34,7 +33,6 @@ CONTRIB_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions' domain for Python 
 TRT_PLUGIN_DOMAIN = "trt.plugins"  # where ONNX Runtime's TensorRT provider looks up TensorRT plugins
 # segtrt --provider name -> ONNX Runtime provider (the names are segtrt.runtime.backends.PROVIDERS)
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-PLUGIN_LIBRARY_ENV = "SEGTRT_PLUGIN_LIB"  # path of libsegtrt_plugins.so for the TensorRT provider
 
 
 class OnnxRuntimeBackend(Backend):
@@ -154,7 +152,7 @@ def _extensions_library() -> str:
 
 
 def _plugin_library() -> Path:
-    path = Path(os.environ.get(PLUGIN_LIBRARY_ENV, Path(__file__).parents[4] / "build" / "libsegtrt_plugins.so"))
+    path = default_plugin_library()
     if not path.is_file():
         raise SegtrtError(
             f"the TensorRT provider needs segtrt's plugin library, not found at {path}: build it with `make native` "
