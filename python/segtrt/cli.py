@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
     "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),
+    "run": ("segtrt.runtime.camera.run", "live segmentation of cameras, streams, videos and image folders: "
+                                         "annotated video, JSON Lines, summary.json"),
     "strip": ("segtrt.training.strip", "shrink a training checkpoint for shipping (fp16 weights, no optimizer state)"),
     "demo": ("segtrt.demo", "the whole pipeline on built-in synthetic data and the shipped models"),
 }
