@@ -85,3 +85,16 @@ def test_the_check_fails_when_a_runtime_module_imports_torch(module):
     """The blocker itself works: the same import, with torch imported first, is refused."""
     result = run_without_torch(f"import torch\nimport {module}")
     assert result.returncode != 0 and "must run without torch" in result.stderr
+
+
+def test_run_camera_help_runs_without_torch():
+    """python/run_camera.py, the promised entry point, as a Jetson without PyTorch starts it."""
+    script = Path(__file__).parents[1] / "python" / "run_camera.py"
+    result = run_without_torch(f'''
+        import runpy, sys
+        sys.path.insert(0, {str(script.parent)!r})  # what `python python/run_camera.py` puts first
+        sys.argv = [{str(script)!r}, "--help"]
+        runpy.run_path({str(script)!r}, run_name="__main__")
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert "--source" in result.stdout and "--max-frames" in result.stdout and "--json" in result.stdout

@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
     "build": ("segtrt.engine.cli", "compile an exported ONNX file into a TensorRT engine (--check: validate, no TensorRT)"),
     "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),
+    "run": ("segtrt.runtime.camera.run", "live segmentation of cameras, streams, videos and image folders: "
+                                         "annotated video, JSON Lines, summary.json"),
     "strip": ("segtrt.training.strip", "shrink a training checkpoint for shipping (fp16 weights, no optimizer state)"),
     "demo": ("segtrt.demo", "the whole pipeline on built-in synthetic data and the shipped models"),
 }

@@ -5,6 +5,7 @@
 - backends: one interface (ModelInfo in, contract outputs out as NumPy) for ONNX Runtime, TensorRT and PyTorch
 - inference: the one loop that runs any backend over images (batching, pre/post-processing, progress)
 - sources, predict, draw: images from files, `segtrt predict`, annotated pictures
+- camera: `segtrt run` (python/run_camera.py), the pipelined live runtime
 
 tests/test_runtime_torch_free.py imports every module here with torch made unimportable.
 """

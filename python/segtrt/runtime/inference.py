@@ -61,27 +61,36 @@ def predict_images(
     total = total if total is not None else (len(images) if hasattr(images, "__len__") else None)
     with tqdm(total=total, desc=progress, unit="image", disable=progress is None) as bar:
         for chunk in _chunks(images, batch_size):
-            yield from _predict_batch(backend, chunk, batch_size)
+            yield from _predict_batch(backend, chunk)
             bar.update(len(chunk))
 
 
-def _predict_batch(backend: Backend, chunk: list, batch_size: int) -> list[Prediction]:
-    info = backend.info
+def _predict_batch(backend: Backend, chunk: list) -> list[Prediction]:
     keys, originals = zip(*chunk)
-    batch, scales = to_model_input(list(originals), info.preprocess)
-    sizes = [image.shape[:2] for image in originals]
-    count = len(chunk)
+    batch, scales = to_model_input(list(originals), backend.info.preprocess)
+    outputs = run_batch(backend, batch)
+    return to_predictions(backend.info, keys, outputs, scales, [image.shape[:2] for image in originals])
+
+
+def run_batch(backend: Backend, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """backend(batch) for model inputs [n, 3, H, W]; a fixed-batch backend gets blank images up to its batch,
+    and the outputs are cut back to the n real rows."""
+    count = len(batch)
     if backend.batch_size and count < backend.batch_size:
-        blank = np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)
+        blank = np.zeros((backend.batch_size - count, *batch.shape[1:]), batch.dtype)
         batch = np.concatenate([batch, blank])
-        scales, sizes = [*scales, *[1.0] * (batch_size - count)], [*sizes, *[sizes[0]] * (batch_size - count)]
-    outputs = backend(batch)
+    return {name: value[:count] for name, value in backend(batch).items()}
+
+
+def to_predictions(info, keys, outputs: dict, scales, sizes) -> list[Prediction]:
+    """One Prediction per row of a batch's contract outputs; scales and sizes (h, w) per row, as
+    to_model_input gave them and as the original images are."""
     instances = detections_to_instances(outputs, info.mask_frame, info.preprocess.input_size, scales, sizes)
     predictions = []
-    for index in range(count):
+    for index, key in enumerate(keys):
         n = len(instances[index]["labels"])
         image_outputs = {name: outputs[name][index, :n] for name in ("boxes", "scores", "labels", "masks")}
-        predictions.append(Prediction(keys[index], tuple(sizes[index]), instances[index], image_outputs))
+        predictions.append(Prediction(key, tuple(sizes[index]), instances[index], image_outputs))
     return predictions
 
 

@@ -81,7 +81,7 @@ def predict_files(backend, files, out: Path, threshold: float, batch_size: int =
     for prediction in predict_images(backend, remember(file_images(files)), batch_size, progress="predict",
                                      total=len(files)):
         image = images.pop(prediction.key)
-        instances = _above(prediction.instances, threshold)
+        instances = above_threshold(prediction.instances, threshold)
         results.extend(coco_results(instances, image_ids[prediction.key], prediction.key.name))
         per_class.update(class_names[label] for label in instances["labels"])
         if annotate:
@@ -122,7 +122,8 @@ def format_summary(per_class: Counter, backend, images: int, seconds: float, out
             f"results: {out / 'predictions.json'}")
 
 
-def _above(instances: dict, threshold: float) -> dict:
+def above_threshold(instances: dict, threshold: float) -> dict:
+    """The instances scoring at least `threshold`."""
     keep = instances["scores"] >= threshold
     return {key: value[keep] for key, value in instances.items()}
 
