@@ -13,9 +13,19 @@ BUILD  := build
 TYPECHECK := .typecheck
 PYRIGHT   := pyright@1.1.414
 
-.PHONY: setup native demo test typecheck gpu-check clean
+.PHONY: setup system native demo test typecheck gpu-check clean
 
-setup: $(STAMP) native
+setup: system $(STAMP) native
+
+# Debian packages from requirements-system.txt, only those missing (so a machine that has them needs no root).
+system:
+	@missing=$$(grep -v '^\s*#' requirements-system.txt | sed 's/#.*//' | xargs -r -n1 | \
+		while read p; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done | xargs); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
