@@ -11,7 +11,7 @@ No torch here: the runtime imports this module.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from segtrt import SegtrtError
 from segtrt.runtime.preprocess import Preprocess
@@ -27,6 +27,9 @@ FLAVOURS = ("trt", "portable")
 # What a row of the masks output spans: its own box (Mask R-CNN's 28x28), or the
 # whole letterboxed input (SOLO/SOLOv2, at the mask-feature stride).
 MASK_FRAMES = ("box", "image")
+# Numeric formats of an ONNX file: the export is fp32; calibration writes the others (see DESIGN.md
+# "Precision variants are ONNX files").
+PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu", "int8-mixed")
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,15 @@ class ModelInfo:
     mask_frame: str  # one of MASK_FRAMES
     contract: str = CONTRACT
     source: str = ""  # sha256 of the checkpoint the file was exported from ("" when unknown)
+    precision: str = "fp32"  # one of PRECISIONS
+    # How calibration made this variant (method, images, seed, per-layer sensitivity...); {} for an export.
+    calibration: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.mask_frame not in MASK_FRAMES:
             raise SegtrtError(f"mask_frame must be one of {', '.join(MASK_FRAMES)}, not {self.mask_frame!r}")
+        if self.precision not in PRECISIONS:
+            raise SegtrtError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
     def to_props(self) -> dict[str, str]:
         return {
@@ -58,6 +66,8 @@ class ModelInfo:
             "segtrt.mask_size": json.dumps(list(self.mask_size)),
             "segtrt.mask_frame": self.mask_frame,
             **({"segtrt.source": self.source} if self.source else {}),
+            "segtrt.precision": self.precision,
+            **({"segtrt.calibration": json.dumps(self.calibration)} if self.calibration else {}),
         }
 
     @classmethod
@@ -78,6 +88,8 @@ class ModelInfo:
             mask_size=tuple(json.loads(props["segtrt.mask_size"])),
             mask_frame=props["segtrt.mask_frame"],
             source=props.get("segtrt.source", ""),
+            precision=props.get("segtrt.precision", "fp32"),
+            calibration=json.loads(props.get("segtrt.calibration", "{}")),
         )
 
 
