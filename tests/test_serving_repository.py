@@ -1,14 +1,17 @@
 """`segtrt triton-repo`: the repository's layout, versions and config.pbtxt fields, parsed with Triton's own
 ModelConfig schema (tritonclient's model_config_pb2, in the Triton venv), and its refusals.
 
-The engine here is bytes with a real sidecar (no TensorRT is faked: only the files Triton reads are checked).
+The ONNX files are small graphs with segtrt metadata and the engine is bytes with a real sidecar: the repository
+reads only their metadata, batch dimension and sidecar (nothing of TensorRT or Triton is faked).
 """
 
 import json
 import subprocess
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import helper
 
 from segtrt import SegtrtError
 from segtrt.cli import main as cli_main
@@ -16,12 +19,14 @@ from segtrt.engine.plan import BuildOptions, BuildPlan
 from segtrt.engine.profiles import profiles_for
 from segtrt.engine.sidecar import Machine, for_plan, write_sidecar
 from segtrt.files import file_sha256
+from segtrt.runtime.model_info import ModelInfo, write_info
+from segtrt.runtime.preprocess import Preprocess
 from segtrt.serving.local import DEFAULT_VENV
 from segtrt.serving.repository import RepositoryOptions, write_repository
 
 from test_engine_plan import checked_model
 
-WEIGHTS = Path(__file__).parents[1] / "python" / "segtrt" / "weights"
+CLASSES = ("circle", "rectangle", "triangle", "star", "ring")
 TRITON_PYTHON = DEFAULT_VENV / "bin" / "python"
 PARSE = """
 import json, sys
@@ -42,12 +47,24 @@ def parse_configs(*paths):
     return [json.loads(result.stdout)[str(path)] for path in paths]
 
 
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("exports")
-    assert cli_main(["export", "--checkpoint", str(WEIGHTS / "maskrcnn_edge.pt"), "--flavour", "both",
-                     "--out", str(folder / "maskrcnn_edge.onnx")]) == 0
-    return {flavour: folder / f"maskrcnn_edge.{flavour}.onnx" for flavour in ("trt", "portable")}
+def small_onnx(path: Path, flavour: str, batch) -> Path:
+    """A segtrt-labelled ONNX file (the repository reads only its metadata and its input's batch dimension)."""
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["out"])], "g",
+        [helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [batch, 3, 192, 192])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [batch, 3, 192, 192])]))
+    write_info(model, ModelInfo(kind="maskrcnn", flavour=flavour, class_names=CLASSES,
+                                preprocess=Preprocess(input_size=(192, 192)), max_detections=100, mask_size=(28, 28),
+                                mask_frame="box"))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def exports(tmp_path):
+    return {"trt": small_onnx(tmp_path / "m.trt.onnx", "trt", 1),
+            "portable": small_onnx(tmp_path / "m.portable.onnx", "portable", 1),
+            "dynamic": small_onnx(tmp_path / "m.dynamic.onnx", "portable", "batch")}
 
 
 def tensors(config, kind):
@@ -74,8 +91,7 @@ def test_the_onnx_repository_layout_and_configs(exports, tmp_path, capsys):
     assert python["dynamicBatching"] == {"preferredBatchSize": [2, 4], "maxQueueDelayMicroseconds": "2000"}
     assert python["instanceGroup"] == [{"count": 2, "kind": "KIND_CPU"}]
     parameters = {key: value["stringValue"] for key, value in python["parameters"].items()}
-    assert parameters == {"model_file": "model.onnx", "threads": "1",
-                          "class_names": json.dumps(["circle", "rectangle", "triangle", "star", "ring"])}
+    assert parameters == {"model_file": "model.onnx", "threads": "1", "class_names": json.dumps(list(CLASSES))}
     assert python["versionPolicy"] == {"latest": {"numVersions": 1}}
 
     # the export has a fixed batch of 1: part of the shape, and Triton does not batch the raw model
@@ -85,6 +101,17 @@ def test_the_onnx_repository_layout_and_configs(exports, tmp_path, capsys):
                                       "scores": ("TYPE_FP32", [1, 100]), "labels": ("TYPE_INT32", [1, 100]),
                                       "masks": ("TYPE_FP32", [1, 100, 28, 28])}
     assert (repo / "segtrt" / "1" / "model.py").read_text().startswith('"""Triton\'s Python-backend model')
+
+
+def test_a_dynamic_batch_onnx_model_is_batched_by_triton(exports, tmp_path):
+    repo = write_repository(tmp_path / "repo", RepositoryOptions(max_batch=6, queue_delay_us=500),
+                            onnx=exports["dynamic"]).path
+    (raw,) = parse_configs(repo / "segtrt_onnx" / "config.pbtxt")
+    assert raw["maxBatchSize"] == 6
+    assert raw["dynamicBatching"] == {"preferredBatchSize": [3, 6], "maxQueueDelayMicroseconds": "500"}
+    assert tensors(raw, "input") == {"images": ("TYPE_FP32", [3, 192, 192])}
+    assert tensors(raw, "output")["boxes"] == ("TYPE_FP32", [100, 4])
+    assert raw["output"][0]["reshape"] == {}  # num_detections [B] in the model, [B, 1] in Triton
 
 
 def test_the_trt_flavour_feeds_the_python_model_only_and_versions_add_up(exports, tmp_path, capsys):
@@ -160,3 +187,13 @@ def test_refusals_are_one_line_and_write_nothing(exports, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
         assert not repo.exists()
+
+
+def test_the_serving_modules_import_without_torch_or_tensorrt():
+    from test_engine_torch_free import run_blocked
+
+    result = run_blocked('''
+        import segtrt.serving.cli, segtrt.serving.client, segtrt.serving.local, segtrt.serving.repository
+        print("imported")
+    ''')
+    assert result.returncode == 0 and "imported" in result.stdout, result.stderr

@@ -48,9 +48,9 @@ def main(args) -> int:
                                 threads=args.threads)
     repository = write_repository(args.out, options, onnx=args.onnx, engine=args.engine, plugins=args.plugins)
     print(f"wrote version {args.version} of {', '.join(repository.models)} in {repository.path}")
-    print("serve it with Triton (segtrt's python/ folder and its runtime packages importable by the Python "
-          "backend):")
-    print(f"  PYTHONPATH={SEGTRT_PYTHON} {repository.serve_command()}")
+    print(f"serve it with Triton; its Python backend must import segtrt's runtime (pip install segtrt into that "
+          f"Python, or a .pth file naming {SEGTRT_PYTHON} in its site-packages: the stub ignores PYTHONPATH):")
+    print(f"  {repository.serve_command()}")
     if repository.plugin_library is not None:
         print(f"  (or LD_PRELOAD={repository.plugin_library} instead of --backend-config)")
     print(f"here, on CPU (Python backend only; `make triton-venv` makes {DEFAULT_VENV.name}):")
