@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from segtrt import SegtrtError
@@ -112,9 +113,12 @@ class LocalTriton:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
                                             start_new_session=True)
+        process = self.process
         try:
-            wait_ready(self.url, self.model, self.ready_seconds, alive=lambda: self.process.poll() is None) \
-                if self.model else self._wait_server()
+            if self.model:
+                wait_ready(self.url, self.model, self.ready_seconds, alive=lambda: process.poll() is None)
+            else:
+                self._wait_server()
         except SegtrtError as error:
             log_tail = self.log_tail()
             self.stop()
@@ -122,8 +126,6 @@ class LocalTriton:
         return self
 
     def _wait_server(self) -> None:
-        import time
-
         deadline = time.monotonic() + self.ready_seconds
         while not is_ready(self.url):
             if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
