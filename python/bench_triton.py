@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 
         rows = []
         started = time.perf_counter()
-        with LocalTriton(repository, "segtrt") as server:
+        with LocalTriton(repository, ["segtrt"]) as server:
             ready = time.perf_counter() - started
             run_clients(server.url, images, 4, 1)  # warm-up
             for clients in args.clients:

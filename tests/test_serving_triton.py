@@ -27,27 +27,31 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_VENV / "bin" / "python").exists(),
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(server, image files, portable ONNX): version 1 of model `segtrt` served from a fresh repository."""
+    """(server, image files, {model name: the ONNX file it runs}): the Python model over each flavour of the shipped
+    Mask R-CNN, `segtrt` (portable) and `plugins` (trt: plugin nodes on their CPU twins through
+    onnxruntime-extensions, inside Triton), served from one fresh repository."""
     from segtrt.data.synth import write_dataset
 
     folder = tmp_path_factory.mktemp("triton")
     write_dataset(folder / "square", 4, seed=1000, size=(192, 192), progress=False)
     write_dataset(folder / "wide", 2, seed=1001, size=(144, 256), progress=False)  # letterboxed, pasted back
     files = sorted((folder / "square" / "images").iterdir()) + sorted((folder / "wide" / "images").iterdir())
-    assert cli_main(["export", "--checkpoint", str(WEIGHTS / "maskrcnn_edge.pt"), "--flavour", "portable",
-                     "--out", str(folder / "maskrcnn_edge.portable.onnx")]) == 0
-    onnx = folder / "maskrcnn_edge.portable.onnx"
-    assert cli_main(["triton-repo", "--onnx", str(onnx), "--out", str(folder / "repo"), "--max-batch", "4",
-                     "--queue-delay-us", "20000", "--threads", "1"]) == 0
-    with LocalTriton(folder / "repo", "segtrt", ready_seconds=120) as server:
-        yield server, files, onnx
+    assert cli_main(["export", "--checkpoint", str(WEIGHTS / "maskrcnn_edge.pt"), "--flavour", "both",
+                     "--out", str(folder / "maskrcnn_edge.onnx")]) == 0
+    models = {"segtrt": folder / "maskrcnn_edge.portable.onnx", "plugins": folder / "maskrcnn_edge.trt.onnx"}
+    for name, onnx in models.items():
+        assert cli_main(["triton-repo", "--onnx", str(onnx), "--out", str(folder / "repo"), "--name", name,
+                         "--max-batch", "4", "--queue-delay-us", "20000", "--threads", "1"]) == 0
+    with LocalTriton(folder / "repo", list(models), ready_seconds=120) as server:
+        yield server, files, models
 
 
-def test_detections_over_http_equal_local_onnx_runtime(served):
-    server, files, onnx = served
+@pytest.mark.parametrize("model", ["segtrt", "plugins"])
+def test_detections_over_http_equal_local_onnx_runtime(served, model):
+    server, files, models = served
     with ThreadPoolExecutor(3) as clients:  # concurrent requests: the batcher puts several in one execution
-        remote = list(clients.map(lambda path: infer(server.url, "segtrt", path.read_bytes()), files))
-    local = list(predict_images(OnnxRuntimeBackend(onnx, threads=1), [(p, read_image(p)) for p in files]))
+        remote = list(clients.map(lambda path: infer(server.url, model, path.read_bytes()), files))
+    local = list(predict_images(OnnxRuntimeBackend(models[model], threads=1), [(p, read_image(p)) for p in files]))
     assert sum(int(r["num_detections"][0]) for r in remote) > 0
     for path, served_detections, reference in zip(files, remote, local):
         expected = reference.instances
@@ -59,7 +63,7 @@ def test_detections_over_http_equal_local_onnx_runtime(served):
         assert served_detections["masks"].shape == (count, *reference.image_hw)
         differing = np.count_nonzero(served_detections["masks"] != expected["masks"])
         assert differing <= 1e-4 * max(expected["masks"].size, 1), (path.name, differing)
-    stats = statistics(server.url, "segtrt")
+    stats = statistics(server.url, model)
     assert int(stats["inference_count"]) >= len(files)
     assert int(stats["execution_count"]) < int(stats["inference_count"])  # some executions served a batch
     assert max(int(b["batch_size"]) for b in stats["batch_stats"]) > 1

@@ -85,13 +85,14 @@ def statistics(url: str, model: str) -> dict:
     return entry
 
 
-def wait_ready(url: str, model: str, seconds: float, alive=lambda: True) -> None:
-    """Poll until `model` is ready; SegtrtError after `seconds`, or as soon as alive() is false."""
+def wait_ready(url: str, model: str | None, seconds: float, alive=lambda: True) -> None:
+    """Poll until `model` (None: the server) is ready; SegtrtError after `seconds`, or as soon as alive() is false."""
+    what = model or "the server"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not alive():
-            raise SegtrtError(f"the server at {url} exited before {model} was ready")
+            raise SegtrtError(f"the server at {url} exited before {what} was ready")
         if is_ready(url, model):
             return
         time.sleep(0.1)
-    raise SegtrtError(f"{model} at {url} was not ready after {seconds:.0f} s")
+    raise SegtrtError(f"{what} at {url} was not ready after {seconds:.0f} s")

@@ -1,6 +1,6 @@
 """A tritonserver on 127.0.0.1 for a segtrt model repository, from the nvidia-pytriton wheel's own copy.
 
-    with LocalTriton("runs/triton-repo", model="segtrt") as server:     # waits until the model is ready
+    with LocalTriton("runs/triton-repo", ["segtrt"]) as server:         # waits until the models are ready
         infer(server.url, "segtrt", image_bytes)
 
     python -m segtrt.serving.local runs/triton-repo                     # serve until Ctrl-C
@@ -26,11 +26,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Sequence
 
 from segtrt import SegtrtError
-from segtrt.serving.client import is_ready, wait_ready
+from segtrt.serving.client import wait_ready
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_VENV = ROOT / ".venv-triton"
@@ -47,10 +47,11 @@ def free_port() -> int:
 class LocalTriton:
     """tritonserver from `venv` serving `repository` over HTTP on 127.0.0.1 (gRPC and metrics off)."""
 
-    def __init__(self, repository, model: str | None = None, venv=DEFAULT_VENV, port: int | None = None,
+    def __init__(self, repository, models: Sequence[str] = (), venv=DEFAULT_VENV, port: int | None = None,
                  ready_seconds: float = READY_SECONDS):
+        """models: the models to load (all of the repository's when empty)."""
         self.repository = Path(repository).resolve()
-        self.model = model
+        self.models = tuple(models)
         self.venv = Path(venv)
         self.port = port
         self.ready_seconds = ready_seconds
@@ -108,29 +109,20 @@ class LocalTriton:
         command = [str(server), f"--model-repository={self.repository}", f"--backend-directory={work / 'backends'}",
                    "--http-address=127.0.0.1", f"--http-port={self.port}", "--allow-grpc=false",
                    "--allow-metrics=false", "--exit-on-error=true", "--log-verbose=0"]
-        if self.model:  # only this model: the wheel's server has no onnxruntime or TensorRT backend for the others
-            command += ["--model-control-mode=explicit", f"--load-model={self.model}"]
+        if self.models:  # only these: the wheel's server has no onnxruntime or TensorRT backend for the others
+            command += ["--model-control-mode=explicit", *(f"--load-model={model}" for model in self.models)]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
                                             start_new_session=True)
         process = self.process
         try:
-            if self.model:
-                wait_ready(self.url, self.model, self.ready_seconds, alive=lambda: process.poll() is None)
-            else:
-                self._wait_server()
+            for model in self.models or (None,):
+                wait_ready(self.url, model, self.ready_seconds, alive=lambda: process.poll() is None)
         except SegtrtError as error:
             log_tail = self.log_tail()
             self.stop()
             raise SegtrtError(f"{error}; tritonserver's log ends: {log_tail}") from None
         return self
-
-    def _wait_server(self) -> None:
-        deadline = time.monotonic() + self.ready_seconds
-        while not is_ready(self.url):
-            if self.process is None or self.process.poll() is not None or time.monotonic() > deadline:
-                raise SegtrtError(f"tritonserver at {self.url} did not become ready")
-            time.sleep(0.1)
 
     def log_tail(self, lines: int = 5) -> str:
         if self.log_path is None or not self.log_path.is_file():
@@ -161,16 +153,17 @@ class LocalTriton:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segtrt.serving.local", description=__doc__.split("\n")[0])
     parser.add_argument("repository", type=Path, help="model repository from `segtrt triton-repo`")
-    parser.add_argument("--model", default="segtrt",
-                        help="the Python-backend model to load (default segtrt; the wheel's server has no "
+    parser.add_argument("--model", action="append", dest="models",
+                        help="a Python-backend model to load, repeatable (default segtrt; the wheel's server has no "
                              "onnxruntime or TensorRT backend)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help=f"the Triton venv (default {DEFAULT_VENV})")
     args = parser.parse_args(argv)
-    server = LocalTriton(args.repository, args.model, venv=args.venv, port=args.port)
+    models = args.models or ["segtrt"]
+    server = LocalTriton(args.repository, models, venv=args.venv, port=args.port)
     try:
         server.start()
-        print(f"serving {args.model} of {args.repository} at {server.url} (Ctrl-C stops)", flush=True)
+        print(f"serving {', '.join(models)} of {args.repository} at {server.url} (Ctrl-C stops)", flush=True)
         assert server.process is not None
         server.process.wait()
         print(f"tritonserver exited: {server.log_tail()}", file=sys.stderr)
