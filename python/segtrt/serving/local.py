@@ -153,7 +153,7 @@ class LocalTriton:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m segtrt.serving.local", description=__doc__.split("\n")[0])
     parser.add_argument("repository", type=Path, help="model repository from `segtrt triton-repo`")
-    parser.add_argument("--model", action="append", dest="models",
+    parser.add_argument("--model", action="append", dest="models", metavar="NAME",
                         help="a Python-backend model to load, repeatable (default segtrt; the wheel's server has no "
                              "onnxruntime or TensorRT backend)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
