@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Throughput of segtrt's Python-backend model in a real tritonserver on 127.0.0.1, with 1 and N concurrent clients.
 
-    python python/bench_triton.py                                   # shipped maskrcnn_edge, 64 requests per run
-    python python/bench_triton.py --onnx m.portable.onnx --images data/val/images --clients 1 4 8
+    python benchmarks/triton_throughput.py                                   # shipped maskrcnn_edge, 64 requests per run
+    python benchmarks/triton_throughput.py --onnx m.portable.onnx --images data/val/images --clients 1 4 8
 
 Writes a repository with `segtrt triton-repo`, serves it with the tritonserver of .venv-triton (`make
 triton-venv`; CPU, Python backend), sends the same encoded images from each number of client threads
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHIPPED = Path(__file__).resolve().parent / "segtrt" / "weights" / "maskrcnn_edge.pt"
+SHIPPED = Path(__file__).resolve().parents[1] / "python" / "segtrt" / "weights" / "maskrcnn_edge.pt"
 
 
 def parse_args(argv=None):
