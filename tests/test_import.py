@@ -7,16 +7,36 @@ from tests/fixtures/mmdet (made once by tests/fixtures/make_mmdet_fixtures.py).
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
 import torchvision
+from pycocotools import mask as mask_utils
 
 from segtrt.cli import main
-from segtrt.models.checkpoint import load_checkpoint
 from segtrt.models.backend import TorchBackend
+from segtrt.models.checkpoint import load_checkpoint
+from segtrt.runtime.backends import open_backend
 from segtrt.runtime.inference import predict_images
 from test_maskrcnn import _perturb_every_tensor
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MMDET = FIXTURES / "mmdet"
+MMDET_CONFIG = MMDET / "solov2_r18_tiny.py"
+sys.path.insert(0, str(FIXTURES))
+from mmdet_weights import digest, seeded_state_dict  # noqa: E402
+
+# mmdetection's detections are reproduced to float noise: an input change of 1e-3 grey levels moves this
+# random-weight model's scores by up to 1.1e-4 (through Matrix NMS's binarised mask IoUs); measured
+# differences to mmdetection: 7e-7 (PyTorch), 8e-5 (ONNX Runtime) on the wide and tall image, 1.3e-4 on one
+# of the square image's 100 detections.
+MMDET_SCORE_TOLERANCE = 2e-4
+MMDET_MIN_IOU = 0.99
 
 # torchvision's transform with a small (max_size, min_size), so the test is quick
 TORCHVISION_SCALE = (384, 224)
@@ -112,4 +132,125 @@ def test_bad_torchvision_inputs_are_one_clear_line(torchvision_model, tmp_path, 
     assert "pickled Python objects" in _fails(capsys, "import", "--from", "torchvision", str(pickled), "--out", out)
     assert "unknown Mask R-CNN option" in _fails(
         capsys, "import", "--from", "torchvision", str(state_dict), "--out", out, "--set", "max_candidate=5")
+    assert not (tmp_path / "out.pt").exists()
+
+
+# ---- mmdetection ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mmdet_spec():
+    return json.loads((MMDET / "shapes.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def mmdet_weights(mmdet_spec):
+    weights = seeded_state_dict(mmdet_spec["shapes"], mmdet_spec["seed"], mmdet_spec["class_bias"])
+    assert digest(weights) == mmdet_spec["digest"], "torch's generator no longer makes the fixture's weights"
+    return weights
+
+
+@pytest.fixture(scope="module")
+def mmdet_checkpoint(mmdet_spec, mmdet_weights, tmp_path_factory):
+    """The fixture model as mmdetection's Runner saves it (meta with the class names, state_dict)."""
+    path = tmp_path_factory.mktemp("mmdet") / "solov2_r18_tiny.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": mmdet_spec["classes"]}}, "state_dict": mmdet_weights}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def imported_solov2(mmdet_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("imported") / "solov2.pt"
+    assert main(["import", "--from", "mmdet", str(mmdet_checkpoint), "--config", str(MMDET_CONFIG),
+                 "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def mmdet_images():
+    expected = json.loads((MMDET / "expected.json").read_text())["images"]
+    return [(name, cv2.imread(str(MMDET / name))[..., ::-1].copy(), expected[name]) for name in expected]
+
+
+def assert_mmdet_detections(backend, images) -> None:
+    """Every mmdetection detection has one of ours with its label, a mask IoU >= 0.99 and its score."""
+    for (name, _, expected), prediction in zip(images, predict_images(backend, [(n, i) for n, i, _ in images])):
+        got = prediction.instances
+        assert len(got["labels"]) == len(expected["labels"]) >= 50, name
+        free = np.ones(len(got["labels"]), bool)
+        for label, score, rle in zip(expected["labels"], expected["scores"], expected["masks"]):
+            mask = mask_utils.decode(rle).astype(bool)
+            candidates = np.nonzero(free & (got["labels"] == label))[0]
+            ious = np.array([(got["masks"][j] & mask).sum() / max((got["masks"][j] | mask).sum(), 1)
+                             for j in candidates])
+            same_mask = candidates[ious >= MMDET_MIN_IOU]
+            assert len(same_mask), f"{name}: no detection of label {label} has mmdetection's mask (best IoU " \
+                                   f"{ious.max() if len(ious) else 0:.3f})"
+            best = same_mask[np.abs(got["scores"][same_mask] - score).argmin()]
+            assert abs(got["scores"][best] - score) <= MMDET_SCORE_TOLERANCE, (name, label, score)
+            free[best] = False
+
+
+def test_mmdet_import_records_the_config(imported_solov2, mmdet_spec):
+    model, meta = load_checkpoint(imported_solov2)
+    assert (model.kind, model.backbone_name, model.num_classes) == ("solov2", "resnet18", 3)
+    assert meta["class_names"] == list(mmdet_spec["classes"])
+    options = model.options
+    assert (options["feat_channels"], options["stacked_convs"], options["norm_groups"]) == (64, 2, 8)
+    assert (options["mask_feat_channels"], options["mask_out_channels"], options["fpn_channels"]) == (32, 32, 64)
+    assert options["max_candidates"] == 0 and options["nms_pre"] == 500
+    preprocess = meta["preprocess"]
+    assert (preprocess.resize, preprocess.scale, preprocess.paste) == ("keep_ratio", (448, 320), "mmdet")
+    assert not preprocess.fixed_size and preprocess.input_size == (448, 448)
+
+
+def test_mmdet_import_predicts_mmdetections_detections(imported_solov2, mmdet_images):
+    assert_mmdet_detections(open_backend(imported_solov2), mmdet_images)
+
+
+def test_exported_mmdet_import_predicts_mmdetections_detections(imported_solov2, mmdet_images, tmp_path):
+    out = tmp_path / "solov2.onnx"
+    assert main(["export", "--checkpoint", str(imported_solov2), "--out", str(out), "--no-simplify"]) == 0
+    for flavour in ("trt", "portable"):
+        backend = open_backend(tmp_path / f"solov2.{flavour}.onnx")
+        assert not backend.info.preprocess.fixed_size  # the graph takes each image's padded size
+        assert_mmdet_detections(backend, mmdet_images[:2])
+
+
+def test_mmdet_import_without_config_infers_the_widths(mmdet_checkpoint, imported_solov2, tmp_path, capsys):
+    out = tmp_path / "inferred.pt"
+    assert main(["import", "--from", "mmdet", str(mmdet_checkpoint), "--out", str(out), "--set", "norm_groups=8",
+                 "--set", "scale=(448, 320)"]) == 0
+    assert "no config" in capsys.readouterr().out
+    inferred, inferred_meta = load_checkpoint(out)
+    configured, configured_meta = load_checkpoint(imported_solov2)
+    assert inferred.options == configured.options
+    assert inferred_meta["preprocess"] == configured_meta["preprocess"]
+
+
+def test_bad_mmdet_inputs_are_one_clear_line(mmdet_checkpoint, mmdet_weights, tmp_path, capsys):
+    out = str(tmp_path / "out.pt")
+    wrong_classes = tmp_path / "four_classes.py"
+    wrong_classes.write_text(MMDET_CONFIG.read_text().replace("num_classes=3", "num_classes=4"))
+    assert "describes 4 classes" in _fails(capsys, "import", "--from", "mmdet", str(mmdet_checkpoint),
+                                           "--config", str(wrong_classes), "--out", out)
+    wrong_width = tmp_path / "wide_head.py"
+    wrong_width.write_text(MMDET_CONFIG.read_text().replace("feat_channels=64", "feat_channels=128"))
+    assert "does not match the checkpoint" in _fails(capsys, "import", "--from", "mmdet", str(mmdet_checkpoint),
+                                                     "--config", str(wrong_width), "--out", out)
+    solo_config = tmp_path / "solo.py"
+    solo_config.write_text(MMDET_CONFIG.read_text().replace("type='SOLOV2Head'", "type='SOLOHead'"))
+    assert "the weights are a solov2" in _fails(capsys, "import", "--from", "mmdet", str(mmdet_checkpoint),
+                                                "--config", str(solo_config), "--out", out)
+    unnamed = tmp_path / "unnamed.pth"
+    torch.save({"state_dict": mmdet_weights}, unnamed)
+    assert "3 classes and the checkpoint names none" in _fails(capsys, "import", "--from", "mmdet", str(unnamed),
+                                                               "--config", str(MMDET_CONFIG), "--out", out)
+    two_stage = tmp_path / "mask_rcnn.pth"
+    torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(1), "roi_head.bbox_head.fc_cls.weight":
+                               torch.zeros(1)}}, two_stage)
+    assert "two-stage" in _fails(capsys, "import", "--from", "mmdet", str(two_stage), "--out", out)
+    assert "TensorRT takes K < 3840" in _fails(capsys, "import", "--from", "mmdet", str(mmdet_checkpoint),
+                                               "--config", str(MMDET_CONFIG), "--out", out,
+                                               "--set", "max_candidates=4000")
     assert not (tmp_path / "out.pt").exists()
