@@ -76,7 +76,7 @@ def parse_settings(pairs) -> dict:
 
 
 def _import_mmdet(checkpoint: dict, path, config_path, settings: dict) -> Imported:
-    from segtrt.models.mmdet_config import UNKNOWN, parse_config_text, read_config
+    from segtrt.models.mmdet_config import parse_config_text, read_config
 
     state_dict = checkpoint.get("state_dict", checkpoint)
     meta = checkpoint.get("meta", {}) if isinstance(checkpoint.get("meta"), dict) else {}
@@ -94,10 +94,10 @@ def _import_mmdet(checkpoint: dict, path, config_path, settings: dict) -> Import
     if config is None:
         options, preprocess_values = inferred, {"scale": MMDET_SCALE}
         notes.append("no config: head widths from the tensor shapes, the rest mmdetection's defaults "
-                     f"(num_grids {_default('num_grids', kind)}, test thresholds, Resize {MMDET_SCALE})")
+                     f"(num_grids {_mmdet_default('num_grids')}, test thresholds, Resize {MMDET_SCALE})")
     else:
         options, preprocess_values, configured_classes = _mmdet_config_options(config, config_source, kind, decoupled,
-                                                                               backbone, UNKNOWN)
+                                                                               backbone)
         notes.append(f"options and pre-processing from {config_source}")
         if configured_classes is not None and configured_classes != num_classes:
             raise SegtrtError(f"{config_source} describes {configured_classes} classes, the weights in {path} have "
@@ -174,8 +174,10 @@ def _mmdet_shape_options(state_dict: dict, kind: str, decoupled: bool) -> dict:
     return options
 
 
-def _mmdet_config_options(config: dict, source: str, kind: str, decoupled: bool, backbone: str, unknown):
+def _mmdet_config_options(config: dict, source: str, kind: str, decoupled: bool, backbone: str):
     """(model options, pre-processing fields, num_classes or None) from an mmdetection config."""
+    from segtrt.models.mmdet_config import UNKNOWN
+
     model = config.get("model")
     if not isinstance(model, dict):
         raise SegtrtError(f"{source} has no literal `model = dict(...)`")
@@ -212,7 +214,7 @@ def _mmdet_config_options(config: dict, source: str, kind: str, decoupled: bool,
     options = {}
     for option, (section, key) in mapping.items():
         value = section.get(key)
-        if value is unknown:
+        if value is UNKNOWN:
             raise SegtrtError(f"{source}: {key} is not a literal value; dump the config with mmengine "
                               "(Config.fromfile(...).dump('flat.py')) and pass that file")
         if value is not None:
@@ -367,7 +369,8 @@ def _build(kind: str, num_classes: int, backbone: str, preprocess: Preprocess, o
     return build_model(kind, num_classes, backbone, preprocess, **options).eval()
 
 
-def _default(option: str, kind: str):
+def _mmdet_default(option: str):
+    """segtrt's ResNet SOLO defaults are mmdetection's config values."""
     from segtrt.models.solo import COMMON_DEFAULTS
 
     return COMMON_DEFAULTS[option]

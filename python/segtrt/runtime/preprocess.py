@@ -10,8 +10,8 @@ Three resize modes, recorded in every checkpoint and ONNX file and read back by 
   uint8 image, pad bottom/right to a multiple of `size_divisor` with 0 *after*
   normalisation (the mean before it).
 - "min_max" (torchvision's GeneralizedRCNNTransform): scale s = min(min_size / short
-  side, max_size / long side) computed in float32 with `scale` = (max_size, min_size),
-  sizes floor(x * s), bilinear (half-pixel, no antialias) on the float image, batch
+  side, max_size / long side) with `scale` = (max_size, min_size), sizes floor(x * s)
+  (so 77 * (320 / 77) gives 319), bilinear (half-pixel, no antialias) on the float image, batch
   padding to a multiple of `size_divisor` with 0 after normalisation.
 
 With `fixed_size` (always for letterbox) every batch is padded to `input_size`, the
@@ -100,9 +100,8 @@ class Preprocess:
         if self.resize == "keep_ratio":  # mmcv.rescale_size: Python floats, int(x * s + 0.5)
             factor = min(long_edge / max(height, width), short_edge / min(height, width))
             return int(height * factor + 0.5), int(width * factor + 0.5)
-        # torchvision's _resize_image_and_masks: the factor in float32, F.interpolate's floor(x * s)
-        factor = float(min(np.float32(short_edge) / np.float32(min(height, width)),
-                           np.float32(long_edge) / np.float32(max(height, width))))
+        # torchvision's _resize_image_and_masks (eager): a Python float factor, F.interpolate's floor(x * s)
+        factor = min(short_edge / min(height, width), long_edge / max(height, width))
         return math.floor(height * factor), math.floor(width * factor)
 
     def fit_size(self, height: int, width: int) -> tuple[int, int]:
@@ -180,9 +179,9 @@ def bilinear_resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """values [h, w, ...] float32 -> [h', w', ...], as torch's F.interpolate(mode="bilinear",
     align_corners=False, antialias=False): half-pixel centres, float32 positions, edges clamped."""
     def axis(out_length, in_length):
-        ratio = np.float32(in_length / out_length)
-        position = np.maximum(ratio * (np.arange(out_length, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5),
-                              np.float32(0))
+        ratio = np.float64(np.float32(in_length / out_length))
+        # ratio * (i + 0.5) - 0.5 rounded once to float32, as torch's fused multiply-add rounds it
+        position = np.maximum(ratio * (np.arange(out_length) + 0.5) - 0.5, 0.0).astype(np.float32)
         lower = np.minimum(position.astype(np.int64), in_length - 1)
         upper = np.minimum(lower + 1, in_length - 1)
         return lower, upper, (position - lower).astype(np.float32)
