@@ -312,7 +312,7 @@ def _load(path, framework: str) -> dict:
         raise SegtrtError(f"cannot read {path}: {first}") from None
     if not isinstance(checkpoint, dict) or not checkpoint:
         raise SegtrtError(f"{path} holds no state dict")
-    if checkpoint.get("format", "").startswith("segtrt-checkpoint") if isinstance(checkpoint.get("format"), str) else False:
+    if str(checkpoint.get("format", "")).startswith("segtrt-checkpoint"):
         raise SegtrtError(f"{path} is already a segtrt checkpoint")
     return checkpoint
 
