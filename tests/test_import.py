@@ -11,11 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 import torchvision
+from pycocotools import mask as mask_utils
 
 from segtrt.cli import main
 from segtrt.models.backend import TorchBackend
@@ -168,15 +168,26 @@ def imported_solov2(mmdet_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mmdet_images():
-    expected = json.loads((MMDET / "expected.json").read_text())["images"]
-    return [(name, cv2.imread(str(MMDET / name))[..., ::-1].copy(), expected[name]) for name in expected]
+def mmdet_expected():
+    return json.loads((MMDET / "expected.json").read_text())["images"]
 
 
-def assert_mmdet_detections(backend, images) -> None:
-    """Every mmdetection detection has one of ours with its label, a mask IoU >= 0.99 and its score."""
-    for (name, _, expected), prediction in zip(images, predict_images(backend, [(n, i) for n, i, _ in images])):
-        figures = match_mmdet(prediction.instances, expected)
+def assert_predict_gives_mmdetections_detections(model, expected: dict, out: Path, names=None) -> None:
+    """`segtrt predict` over the fixture images: every mmdetection detection has one of ours with its label,
+    a mask IoU >= 0.99 at the original size and its score."""
+    source = out / "images"
+    source.mkdir(parents=True)
+    for name in names or expected:
+        (source / name).write_bytes((MMDET / name).read_bytes())
+    assert main(["predict", "--model", str(model), "--source", str(source), "--out", str(out / "predictions"),
+                 "--threshold", "0", "--no-images"]) == 0
+    results = json.loads((out / "predictions" / "predictions.json").read_text())
+    for name in names or expected:
+        rows = [row for row in results if row["file_name"] == name]
+        instances = {"labels": np.array([row["category_id"] - 1 for row in rows]),
+                     "scores": np.array([row["score"] for row in rows]),
+                     "masks": np.array([mask_utils.decode(row["segmentation"]).astype(bool) for row in rows])}
+        figures = match_mmdet(instances, expected[name])
         assert figures["detections"] == figures["expected"] == figures["matched"] >= 50, (name, figures)
         assert figures["max_score_diff"] <= MMDET_SCORE_TOLERANCE, (name, figures)
 
@@ -194,17 +205,18 @@ def test_mmdet_import_records_the_config(imported_solov2, mmdet_spec):
     assert not preprocess.fixed_size and preprocess.input_size == (448, 448)
 
 
-def test_mmdet_import_predicts_mmdetections_detections(imported_solov2, mmdet_images):
-    assert_mmdet_detections(open_backend(imported_solov2), mmdet_images)
+def test_mmdet_import_predicts_mmdetections_detections(imported_solov2, mmdet_expected, tmp_path):
+    assert_predict_gives_mmdetections_detections(imported_solov2, mmdet_expected, tmp_path)
 
 
-def test_exported_mmdet_import_predicts_mmdetections_detections(imported_solov2, mmdet_images, tmp_path):
+def test_exported_mmdet_import_predicts_mmdetections_detections(imported_solov2, mmdet_expected, tmp_path):
     out = tmp_path / "solov2.onnx"
     assert main(["export", "--checkpoint", str(imported_solov2), "--out", str(out), "--no-simplify"]) == 0
+    wide_and_tall = list(mmdet_expected)[:2]
     for flavour in ("trt", "portable"):
-        backend = open_backend(tmp_path / f"solov2.{flavour}.onnx")
-        assert not backend.info.preprocess.fixed_size  # the graph takes each image's padded size
-        assert_mmdet_detections(backend, mmdet_images[:2])
+        model = tmp_path / f"solov2.{flavour}.onnx"
+        assert not open_backend(model).info.preprocess.fixed_size  # the graph takes each image's padded size
+        assert_predict_gives_mmdetections_detections(model, mmdet_expected, tmp_path / flavour, wide_and_tall)
 
 
 def test_mmdet_import_without_config_infers_the_widths(mmdet_checkpoint, imported_solov2, tmp_path, capsys):
