@@ -14,7 +14,7 @@ returns at most `max_detections`. Two caps, two options:
   cell's mask is computed, so every (cell, class) pair above `score_thr` is rescored
   before `nms_pre` cuts: exactly mmdetection's result. Cost: one mask per cell,
   sum(S^2) of them (3872 for COCO's grids), each (H/4 x W/4) float32: 1.0 GB and
-  about 66 GFLOP of mask products (SOLOv2, 256 kernel channels) at 800x1344.
+  67 G multiply-adds of mask products (SOLOv2, 256 kernel channels) at 800x1344.
 - `max_candidates` = K > 0 (the edge models' default, K = 500): the best K pairs by
   raw score go on, K masks are computed (memory and time grow with K x H/4 x W/4),
   and only they are rescored. Equal to mmdetection whenever at most K pairs pass
