@@ -60,9 +60,9 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     cols = masks.any(-2)
     ys = torch.arange(height, device=masks.device, dtype=torch.float32)
     xs = torch.arange(width, device=masks.device, dtype=torch.float32)
-    big = float(max(height, width))
-    x1 = torch.where(cols, xs, big).amin(-1)
-    y1 = torch.where(rows, ys, big).amin(-1)
+    # "no pixel" sentinels from the shape itself, so that a graph exported with a dynamic size keeps them right
+    x1 = torch.where(cols, xs, xs[-1] + 1).amin(-1)
+    y1 = torch.where(rows, ys, ys[-1] + 1).amin(-1)
     x2 = torch.where(cols, xs + 1, 0.0).amax(-1)
     y2 = torch.where(rows, ys + 1, 0.0).amax(-1)
     boxes = torch.stack([x1, y1, x2, y2], -1)
