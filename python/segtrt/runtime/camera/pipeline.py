@@ -33,6 +33,17 @@ DEFAULT_VIDEO_FPS = 10.0  # image folders, and streams that do not say their rat
 JPEG_QUALITY = 90
 
 
+def scoring_detections(outputs: dict, row: int, threshold: float) -> dict:
+    """Row `row` of a batch's contract outputs (num_detections [B], the others [B, D, ...]) as a batch of one,
+    with only the detections scoring at least `threshold`: masks are pasted for those alone (the model
+    gives up to D, mostly low-scored; pasting all of them to drop them after cost more than the drawing)."""
+    count = int(outputs["num_detections"][row])
+    keep = np.flatnonzero(outputs["scores"][row, :count] >= threshold)
+    rows = {name: value[row:row + 1, keep] for name, value in outputs.items() if name != "num_detections"}
+    rows["num_detections"] = np.array([len(keep)], outputs["num_detections"].dtype)
+    return rows
+
+
 class SourceOutput:
     """One source's annotated video and JSON Lines (a line per segmented frame, flushed as written:
     an interrupted run leaves only complete lines)."""
@@ -205,7 +216,6 @@ class Pipeline:
 
     def _write(self) -> None:
         from segtrt.runtime.inference import to_predictions
-        from segtrt.runtime.predict import above_threshold
 
         info = self.backend.info
         try:
@@ -213,11 +223,11 @@ class Pipeline:
                 batch, outputs, inference_started, inference_ms = item
                 for row, frame in enumerate(batch):
                     started = time.monotonic()
-                    rows = {name: value[row:row + 1] for name, value in outputs.items()}
+                    rows = scoring_detections(outputs, row, self.threshold)
                     prediction = to_predictions(info, [frame.index], rows, [frame.scale], [frame.image.shape[:2]])[0]
                     written = time.monotonic()
                     source, stats = frame.source, self.stats[frame.source]
-                    instances = above_threshold(prediction.instances, self.threshold)
+                    instances = prediction.instances
                     age_ms = 1000 * (inference_started - frame.captured)
                     drawn = draw_status(self.outputs[source].draw(frame, instances),
                                         status_text(stats.live_fps(), age_ms))
