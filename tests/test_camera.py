@@ -200,6 +200,20 @@ def test_the_demo_video_pans_across_scenes_of_shapes(tmp_path):
     assert cut > 10  # a new scene
 
 
+def test_only_detections_above_the_threshold_are_kept_for_pasting_whatever_their_order():
+    from segtrt.runtime.camera.pipeline import scoring_detections
+
+    scores = np.array([[0.2, 0.9, 0.5, 0.95], [0.8, 0.1, 0.0, 0.0]], np.float32)  # row 0: 3 real, 1 padding
+    outputs = {"num_detections": np.array([3, 1], np.int64), "scores": scores,
+               "boxes": np.arange(32, dtype=np.float32).reshape(2, 4, 4), "labels": np.array([[0, 1, 2, 3]] * 2),
+               "masks": np.arange(2 * 4 * 2 * 2, dtype=np.float32).reshape(2, 4, 2, 2)}
+    kept = scoring_detections(outputs, 0, 0.5)
+    assert kept["num_detections"].tolist() == [2] and np.array_equal(kept["scores"], scores[:1, 1:3])
+    assert kept["labels"].tolist() == [[1, 2]] and np.array_equal(kept["masks"][0], outputs["masks"][0, 1:3])
+    assert np.array_equal(kept["boxes"][0], outputs["boxes"][0, 1:3])
+    assert scoring_detections(outputs, 1, 0.9)["num_detections"].tolist() == [0]
+
+
 def test_credentials_are_redacted_wherever_they_sit():
     assert redact("rtsp://admin:p4ss@cam.local:554/h264") == "rtsp://admin:***@cam.local:554/h264"
     assert redact("rtsp://admin:p@ss@10.0.0.2/x") == "rtsp://admin:***@10.0.0.2/x"  # an unescaped @ in it

@@ -63,8 +63,9 @@ def stop_process(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port of 127.0.0.1 free now, for a TCP (or kind=socket.SOCK_DGRAM: UDP) server."""
+    with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 

@@ -31,7 +31,7 @@ WINDOW_WAIT_MS = 20
 
 def add_arguments(parser) -> None:
     from segtrt.runtime.backends import add_backend_arguments
-    from segtrt.runtime.camera.sources import DEFAULT_TIMEOUT_MS
+    from segtrt.runtime.camera.sources import DEFAULT_TIMEOUT_MS, MIN_OPEN_TIMEOUT_MS
 
     parser.add_argument("--model", required=True, help="an exported ONNX file (.onnx) or a segtrt checkpoint (.pt)")
     parser.add_argument("--source", required=True, action="append",
@@ -48,7 +48,9 @@ def add_arguments(parser) -> None:
                         help="longest wait for a batch to fill once it has a frame "
                              f"(default {DEFAULT_BATCH_TIMEOUT_MS:g})")
     parser.add_argument("--timeout-ms", type=int, default=DEFAULT_TIMEOUT_MS,
-                        help=f"open and read timeout of stream URLs before a reconnect (default {DEFAULT_TIMEOUT_MS})")
+                        help="read timeout of stream URLs, after which the source reconnects; opens wait as long, "
+                             f"but at least {MIN_OPEN_TIMEOUT_MS} (an open probes about a second of stream) "
+                             f"(default {DEFAULT_TIMEOUT_MS})")
     parser.add_argument("--live-port", type=int, metavar="PORT",
                         help="serve the live view (MJPEG per source, FPS, frame age, states, stage latencies) on "
                              "http://127.0.0.1:PORT/ (0: any free port; the URL is printed); for headless machines, "
