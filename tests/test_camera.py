@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from segtrt.cli import main as cli_main
+from segtrt.runtime.camera.bench import free_port
 from segtrt.runtime.camera.live import has_gui, status_strip_height
 from segtrt.runtime.camera.sources import FrameBuffer, has_gstreamer, redact
 from segtrt.runtime.draw import MASK_OPACITY, class_colour
@@ -43,12 +44,6 @@ def read_video(path: Path) -> list[np.ndarray]:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_video_runs_end_to_end_with_masks_drawn_where_the_json_lines_put_them(camera_model, tmp_path, capsys):
@@ -112,9 +107,10 @@ def test_a_video_runs_end_to_end_with_masks_drawn_where_the_json_lines_put_them(
         assert np.median(np.abs(cv2.imread(str(path)).astype(np.float32) - drawn)) <= 4
 
 
-def test_sigint_leaves_complete_outputs_and_an_unreachable_password_url_neither_stalls_nor_leaks(camera_model, tmp_path):
+def test_sigint_leaves_complete_outputs_and_an_unreachable_password_url_neither_stalls_nor_leaks(camera_model,
+                                                                                               tmp_path):
     clip = write_video(tmp_path / "long.mp4", 80)
-    url = f"udp://bob:s3cret@127.0.0.1:{free_port()}"
+    url = f"udp://bob:s3cret@127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
     out = tmp_path / "out"
     # A 60 s open timeout: if the file source waited for the stream, no file frame could come before it.
     process = subprocess.Popen([sys.executable, str(RUN_CAMERA), "--model", str(camera_model),
@@ -172,6 +168,35 @@ def test_bad_sources_are_one_sentence(camera_model, tmp_path, capsys):
         busy.listen()
         assert "cannot listen" in error_of(clip, options=["--live-port", str(busy.getsockname()[1])])
     assert not (tmp_path / "out").exists()
+
+
+def test_the_window_shows_each_new_frame_s_writes_snapshots_and_q_stops(camera_model, tmp_path, monkeypatch):
+    # This OpenCV has no GUI: the window's calls are stood in for, to check what the run does with them.
+    import segtrt.runtime.camera.live as live
+
+    shown, keys = [], []
+
+    def wait_key(_ms):
+        if len(shown) >= 2 and not keys:
+            keys.append("s")
+            return ord("s")
+        if len(shown) >= 3:
+            keys.append("q")
+            return ord("q")
+        time.sleep(0.01)
+        return -1
+
+    monkeypatch.setattr(live, "has_gui", lambda: True)
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append((title, image.shape)))
+    monkeypatch.setattr(cv2, "waitKey", wait_key)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    clip, out = write_video(tmp_path / "clip.mp4", 40), tmp_path / "out"
+    assert cli_main(["run", "--model", str(camera_model), "--source", str(clip), "--out", str(out), "--show"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert keys == ["s", "q"] and summary["interrupted"] == "q" and 3 <= summary["frames"] < 40
+    assert {title for title, _ in shown} == {str(clip)} and shown[0][1] == (*FRAME_HW, 3)
+    assert len(list((out / "snapshots").glob("0_clip_*.jpg"))) == 1 == summary["snapshots"]
 
 
 def test_an_image_folder_with_a_corrupt_image_skips_and_counts_it(camera_model, tmp_path):

@@ -296,5 +296,8 @@ def test_the_live_page_shows_the_stream_and_its_figures_in_headless_chromium(run
     assert rows.min() < 150 and columns.min() < 60  # where the page puts the first source's picture
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["interrupted"] == "SIGINT"
+    (source,) = summary["sources"]
+    lines = read_jsonl(out / source["jsonl"])  # each line whole JSON after the SIGINT
+    assert summary["interrupted"] == "SIGINT" and len(lines) == source["frames"] >= 3
+    assert len(video_frames(out / source["video"])) == len(lines)  # the video was closed: it plays to the end
     assert_no_password(out, stdout, stderr, dom, json.dumps(figures), head.decode("latin-1"))

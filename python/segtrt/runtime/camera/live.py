@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._route(self.path.split("?", 1)[0])
-        except (BrokenPipeError, ConnectionResetError):  # the viewer went away
+        except OSError:  # the viewer went away (broken pipe, reset): nothing to tell anyone
             pass
         finally:
             self.live.clients.release()

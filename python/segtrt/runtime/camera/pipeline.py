@@ -251,7 +251,7 @@ class Pipeline:
 
         from segtrt.files import atomic_write
 
-        version, image, frame_index = self.latest.image(source)
+        _, image, frame_index = self.latest.image(source)
         if image is None:
             return None
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

@@ -106,7 +106,7 @@ def main(args) -> int:
             print(f"live view: {server.url}", file=sys.stderr, flush=True)
         printed = 0.0
         while not pipeline.done():
-            if window is None:
+            if window is None or interrupted:  # stopping: the outputs are being flushed
                 pipeline.writer.join(LIVE_REFRESH_S)
             elif window.refresh(WINDOW_WAIT_MS) == "q":
                 interrupted.append("q")
