@@ -16,33 +16,21 @@ import numpy as np
 import pytest
 
 from segtrt.cli import main as cli_main
+from segtrt.runtime.camera.bench import free_port
+from segtrt.runtime.camera.live import has_gui, status_strip_height
 from segtrt.runtime.camera.sources import FrameBuffer, has_gstreamer, redact
 from segtrt.runtime.draw import MASK_OPACITY, class_colour
 
 ROOT = Path(__file__).parents[1]
-SHIPPED = ROOT / "python" / "segtrt" / "weights" / "solov2_edge.pt"
 RUN_CAMERA = ROOT / "python" / "run_camera.py"
 FRAME_HW = (128, 160)
 STAGES = ("capture", "preprocess", "inference", "postprocess", "total")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    # The portable flavour at 128x128 is the quickest to export and run here; the pipeline does not care.
-    path = tmp_path_factory.mktemp("model") / "solov2_edge.onnx"
-    assert cli_main(["export", "--checkpoint", str(SHIPPED), "--flavour", "portable", "--input-size", "128", "128",
-                     "--out", str(path)]) == 0
-    return path
-
-
 def write_video(path: Path, frames: int) -> Path:
-    from segtrt.data.synth import render_image
+    from segtrt.data.synth import write_demo_video
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, FRAME_HW[::-1])
-    for index in range(frames):
-        writer.write(render_image(np.random.default_rng(index), FRAME_HW)[0][..., ::-1])
-    writer.release()
-    return path
+    return write_demo_video(path, frames, FRAME_HW)
 
 
 def read_video(path: Path) -> list[np.ndarray]:
@@ -58,18 +46,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_a_video_runs_end_to_end_with_masks_drawn_where_the_json_lines_put_them(model, tmp_path, capsys):
+def test_a_video_runs_end_to_end_with_masks_drawn_where_the_json_lines_put_them(camera_model, tmp_path, capsys):
     from pycocotools import mask as mask_utils
 
     clip = write_video(tmp_path / "clip.mp4", 6)
     out = tmp_path / "out"
-    assert cli_main(["run", "--model", str(model), "--source", str(clip), "--out", str(out)]) == 0
+    assert cli_main(["run", "--model", str(camera_model), "--source", str(clip), "--out", str(out),
+                     "--snapshot-every", "3"]) == 0
     table = capsys.readouterr().out
     assert "clip.mp4" in table and "inference" in table
 
@@ -88,13 +71,16 @@ def test_a_video_runs_end_to_end_with_masks_drawn_where_the_json_lines_put_them(
     assert [line["frame"] for line in lines] == list(range(6))
     originals, drawn_frames = read_video(clip), read_video(out / source["video"])
     assert len(drawn_frames) == 6 and drawn_frames[0].shape == (*FRAME_HW, 3)
-    checked = 0
+    checked, strip = 0, status_strip_height(FRAME_HW[0])
     for line, original, drawn in zip(lines, originals, drawn_frames):
         original, drawn = original.astype(np.float32), drawn.astype(np.float32)
+        # the status overlay: the source's FPS, in white on a darkened strip
+        assert np.median(drawn[:strip]) < np.median(original[:strip]) / 2 and drawn[:strip].max() > 200
         detections = line["detections"]
         masks = np.array([mask_utils.decode(d["segmentation"]).astype(bool) for d in detections]).reshape(
             -1, *FRAME_HW)
         untouched = masks.sum(0) == 0
+        untouched[:strip + 2] = False
         for d in detections:  # boxes, outlines and labels are drawn too: keep away from them
             x, y, w, h = (int(v) for v in d["bbox"])
             untouched[max(y - 14, 0): y + h + 4, max(x - 4, 0): x + w + 4] = False
@@ -104,6 +90,7 @@ def test_a_video_runs_end_to_end_with_masks_drawn_where_the_json_lines_put_them(
             inside = cv2.erode((mask & (masks.sum(0) == 1)).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
             x, y, w, h = (int(v) for v in d["bbox"])
             inside[max(y - 16, 0): y + 4, :] = False  # the label above the box
+            inside[:strip + 2] = False
             if inside.sum() < 30:
                 continue
             blended = original[inside] * (1 - MASK_OPACITY) + np.array(class_colour(d["category_id"] - 1)[::-1],
@@ -114,14 +101,20 @@ def test_a_video_runs_end_to_end_with_masks_drawn_where_the_json_lines_put_them(
             assert error < np.median(np.abs(drawn[inside] - original[inside])) / 2
             checked += 1
     assert checked >= 3
+    snapshots = sorted((out / "snapshots").iterdir())
+    assert [path.name for path in snapshots] == ["0_clip_000002.jpg", "0_clip_000005.jpg"] and summary["snapshots"] == 2
+    for path, drawn in zip(snapshots, (drawn_frames[2], drawn_frames[5])):  # what the video shows at that frame
+        assert np.median(np.abs(cv2.imread(str(path)).astype(np.float32) - drawn)) <= 4
 
 
-def test_sigint_leaves_complete_outputs_and_an_unreachable_password_url_neither_stalls_nor_leaks(model, tmp_path):
+def test_sigint_leaves_complete_outputs_and_an_unreachable_password_url_neither_stalls_nor_leaks(camera_model,
+                                                                                               tmp_path):
     clip = write_video(tmp_path / "long.mp4", 80)
-    url = f"udp://bob:s3cret@127.0.0.1:{free_port()}"
+    url = f"udp://bob:s3cret@127.0.0.1:{free_port(socket.SOCK_DGRAM)}"
     out = tmp_path / "out"
     # A 60 s open timeout: if the file source waited for the stream, no file frame could come before it.
-    process = subprocess.Popen([sys.executable, str(RUN_CAMERA), "--model", str(model), "--source", str(clip),
+    process = subprocess.Popen([sys.executable, str(RUN_CAMERA), "--model", str(camera_model),
+                                "--source", str(clip),
                                 "--source", url, "--out", str(out), "--timeout-ms", "60000"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     jsonl = out / "0_long.jsonl"
@@ -152,9 +145,9 @@ def test_sigint_leaves_complete_outputs_and_an_unreachable_password_url_neither_
     assert "bob:***@" in stdout
 
 
-def test_bad_sources_are_one_sentence(model, tmp_path, capsys):
-    def error_of(*sources) -> str:
-        args = ["run", "--model", str(model), "--out", str(tmp_path / "out")]
+def test_bad_sources_are_one_sentence(camera_model, tmp_path, capsys):
+    def error_of(*sources, options=()) -> str:
+        args = ["run", "--model", str(camera_model), "--out", str(tmp_path / "out"), *options]
         assert cli_main(args + [arg for source in sources for arg in ("--source", source)]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1, err
@@ -167,20 +160,83 @@ def test_bad_sources_are_one_sentence(model, tmp_path, capsys):
     assert "pw" not in error_of("ftp://user:pw@host/x")
     if not has_gstreamer():
         assert "without GStreamer" in error_of("videotestsrc ! videoconvert ! appsink")
+    clip = str(write_video(tmp_path / "clip.mp4", 2))
+    if not has_gui():
+        assert "has none (PyPI's opencv-python-headless never has)" in error_of(clip, options=["--show"])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert "cannot listen" in error_of(clip, options=["--live-port", str(busy.getsockname()[1])])
     assert not (tmp_path / "out").exists()
 
 
-def test_an_image_folder_with_a_corrupt_image_skips_and_counts_it(model, tmp_path):
+def test_the_window_shows_each_new_frame_s_writes_snapshots_and_q_stops(camera_model, tmp_path, monkeypatch):
+    # This OpenCV has no GUI: the window's calls are stood in for, to check what the run does with them.
+    import segtrt.runtime.camera.live as live
+
+    shown, keys = [], []
+
+    def wait_key(_ms):
+        if len(shown) >= 2 and not keys:
+            keys.append("s")
+            return ord("s")
+        if len(shown) >= 3:
+            keys.append("q")
+            return ord("q")
+        time.sleep(0.01)
+        return -1
+
+    monkeypatch.setattr(live, "has_gui", lambda: True)
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append((title, image.shape)))
+    monkeypatch.setattr(cv2, "waitKey", wait_key)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    clip, out = write_video(tmp_path / "clip.mp4", 40), tmp_path / "out"
+    assert cli_main(["run", "--model", str(camera_model), "--source", str(clip), "--out", str(out), "--show"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert keys == ["s", "q"] and summary["interrupted"] == "q" and 3 <= summary["frames"] < 40
+    assert {title for title, _ in shown} == {str(clip)} and shown[0][1] == (*FRAME_HW, 3)
+    assert len(list((out / "snapshots").glob("0_clip_*.jpg"))) == 1 == summary["snapshots"]
+
+
+def test_an_image_folder_with_a_corrupt_image_skips_and_counts_it(camera_model, tmp_path):
     from segtrt.data.synth import write_dataset
 
     write_dataset(tmp_path / "data", 2, seed=3, size=FRAME_HW, progress=False)
     (tmp_path / "data" / "images" / "000001_broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    assert cli_main(["run", "--model", str(model), "--source", str(tmp_path / "data" / "images"),
+    assert cli_main(["run", "--model", str(camera_model), "--source", str(tmp_path / "data" / "images"),
                      "--out", str(out), "--json"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["frames"], summary["corrupt"]) == (2, 1)
     assert len(read_jsonl(out / summary["sources"][0]["jsonl"])) == 2
+
+
+def test_the_demo_video_pans_across_scenes_of_shapes(tmp_path):
+    from segtrt.data.synth import DEMO_PAN_PX, DEMO_SCENE_FRAMES
+
+    frames = read_video(write_video(tmp_path / "demo.mp4", DEMO_SCENE_FRAMES + 2))
+    assert len(frames) == DEMO_SCENE_FRAMES + 2 and frames[0].shape == (*FRAME_HW, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.mp4"]  # no temporary left beside it
+    first, second = (frame.astype(np.float32) for frame in frames[:2])
+    panned = np.median(np.abs(second[:, :-DEMO_PAN_PX] - first[:, DEMO_PAN_PX:]))
+    assert panned < np.median(np.abs(second - first)) / 2  # the next frame is this one moved by DEMO_PAN_PX
+    cut = np.median(np.abs(frames[DEMO_SCENE_FRAMES].astype(np.float32) - frames[DEMO_SCENE_FRAMES - 1]))
+    assert cut > 10  # a new scene
+
+
+def test_only_detections_above_the_threshold_are_kept_for_pasting_whatever_their_order():
+    from segtrt.runtime.camera.pipeline import scoring_detections
+
+    scores = np.array([[0.2, 0.9, 0.5, 0.95], [0.8, 0.1, 0.0, 0.0]], np.float32)  # row 0: 3 real, 1 padding
+    outputs = {"num_detections": np.array([3, 1], np.int64), "scores": scores,
+               "boxes": np.arange(32, dtype=np.float32).reshape(2, 4, 4), "labels": np.array([[0, 1, 2, 3]] * 2),
+               "masks": np.arange(2 * 4 * 2 * 2, dtype=np.float32).reshape(2, 4, 2, 2)}
+    kept = scoring_detections(outputs, 0, 0.5)
+    assert kept["num_detections"].tolist() == [2] and np.array_equal(kept["scores"], scores[:1, 1:3])
+    assert kept["labels"].tolist() == [[1, 2]] and np.array_equal(kept["masks"][0], outputs["masks"][0, 1:3])
+    assert np.array_equal(kept["boxes"][0], outputs["boxes"][0, 1:3])
+    assert scoring_detections(outputs, 1, 0.9)["num_detections"].tolist() == [0]
 
 
 def test_credentials_are_redacted_wherever_they_sit():

@@ -94,6 +94,47 @@ def write_dataset(out_dir, num_images: int, seed: int, size: tuple[int, int] = (
     return json_path
 
 
+DEMO_PAN_PX = 2  # how far the demo video's view moves per frame
+DEMO_SCENE_FRAMES = 40  # frames per scene before the demo video cuts to a new one
+
+
+def write_demo_video(path, num_frames: int = 120, size: tuple[int, int] = (192, 192), fps: float = 10.0,
+                     seed: int = 0) -> Path:
+    """A video of synthetic shapes for demos and `segtrt run` (no torch): the view pans across a scene
+    DEMO_PAN_PX per frame and cuts to a new scene every DEMO_SCENE_FRAMES frames, so the shapes move as
+    a camera would see them. MPEG-4 in an .mp4/.avi container, written to a temporary file and renamed
+    into place (atomic). Returns the path."""
+    import os
+
+    import cv2
+
+    if num_frames < 1:
+        raise SegtrtError(f"a demo video needs at least 1 frame, got {num_frames}")
+    if min(size) < 32:
+        raise SegtrtError(f"demo video size {size[0]} {size[1]} is too small; use at least 32 32")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    height, width = size
+    writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise SegtrtError(f"cannot write video {path} (OpenCV writes .mp4 and .avi)")
+    try:
+        for scene_start in range(0, num_frames, DEMO_SCENE_FRAMES):
+            count = min(DEMO_SCENE_FRAMES, num_frames - scene_start)
+            scene, _, _ = render_image(np.random.default_rng([seed, scene_start]),
+                                       (height, width + DEMO_PAN_PX * (count - 1)))
+            for offset in range(count):
+                view = scene[:, DEMO_PAN_PX * offset: DEMO_PAN_PX * offset + width]
+                writer.write(np.ascontiguousarray(view[..., ::-1]))
+        writer.release()
+        os.replace(temporary, path)
+    finally:
+        writer.release()
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 def render_image(rng: np.random.Generator, size: tuple[int, int]):
     """One image: (RGB uint8 [H, W, 3], visible masks uint8 [n, H, W], labels int64 [n])."""
     height, width = size

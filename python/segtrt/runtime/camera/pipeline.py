@@ -3,7 +3,9 @@
     capture (one per source)  letterbox each frame     FrameBuffer (1 frame live, a few for files)
     inference                 batches frames of several sources up to the backend's batch, waiting at
                               most batch_timeout for a batch to fill, so a slow source never holds one
-    output                    masks pasted at the original size, drawn, written: video + JSON Lines
+    output                    masks pasted at the original size, drawn with the source's FPS, written: video,
+                              JSON Lines, snapshots; the newest drawn frame of each source kept for the window
+                              and the live view (segtrt.runtime.camera.live)
 
 Every stage is the runtime's own (to_model_input, run_batch, to_predictions,
 draw_instances, coco_results): the camera cannot segment differently from
@@ -22,12 +24,24 @@ from pathlib import Path
 import numpy as np
 
 from segtrt import SegtrtError
+from segtrt.runtime.camera.live import LatestFrames, draw_status, status_text
 from segtrt.runtime.camera.sources import ENDED, Capture, FrameBuffer, SourceSpec
 from segtrt.runtime.camera.stats import SourceStats, latency_table
 
 OUTPUT_QUEUE = 2  # batches segmented but not yet written
 DEFAULT_VIDEO_FPS = 10.0  # image folders, and streams that do not say their rate
 JPEG_QUALITY = 90
+
+
+def scoring_detections(outputs: dict, row: int, threshold: float) -> dict:
+    """Row `row` of a batch's contract outputs (num_detections [B], the others [B, D, ...]) as a batch of one,
+    with only the detections scoring at least `threshold`: masks are pasted for those alone (the model
+    gives up to D, mostly low-scored; pasting all of them to drop them after cost more than the drawing)."""
+    count = int(outputs["num_detections"][row])
+    keep = np.flatnonzero(outputs["scores"][row, :count] >= threshold)
+    rows = {name: value[row:row + 1, keep] for name, value in outputs.items() if name != "num_detections"}
+    rows["num_detections"] = np.array([len(keep)], outputs["num_detections"].dtype)
+    return rows
 
 
 class SourceOutput:
@@ -42,13 +56,20 @@ class SourceOutput:
         self.writer = None
         self.size = None
 
-    def write(self, frame, instances: dict, fps: float | None) -> None:
+    def draw(self, frame, instances: dict) -> np.ndarray:
+        """The frame with its instances drawn, BGR uint8 [h, w, 3] (what OpenCV writes and shows)."""
         import cv2
 
         from segtrt.runtime.draw import draw_instances
+
+        return cv2.cvtColor(draw_instances(frame.image, instances, self.class_names), cv2.COLOR_RGB2BGR)
+
+    def write(self, frame, drawn: np.ndarray, instances: dict, fps: float | None) -> None:
+        """Append the drawn frame to the video and the frame's detections to the JSON Lines."""
+        import cv2
+
         from segtrt.runtime.predict import coco_results
 
-        drawn = cv2.cvtColor(draw_instances(frame.image, instances, self.class_names), cv2.COLOR_RGB2BGR)
         if self.writer is None:
             self._open_video(drawn.shape[1], drawn.shape[0], fps or DEFAULT_VIDEO_FPS)
         if (drawn.shape[1], drawn.shape[0]) != self.size:  # a stream that came back at another resolution
@@ -83,10 +104,12 @@ class Pipeline:
     """A run over several sources. start(), then wait until done() or call stop(); then close() and summary()."""
 
     def __init__(self, backend, specs: list[SourceSpec], out: Path, threshold: float, batch_size: int,
-                 batch_timeout_s: float, max_frames: int | None, timeout_ms: int):
+                 batch_timeout_s: float, max_frames: int | None, timeout_ms: int, snapshot_every: int | None = None):
         self.backend, self.specs, self.out = backend, specs, out
         self.threshold, self.batch_size, self.batch_timeout_s = threshold, batch_size, batch_timeout_s
-        self.max_frames = max_frames
+        self.max_frames, self.snapshot_every = max_frames, snapshot_every
+        self.latest = LatestFrames(len(specs))
+        self.snapshots = 0
         self.stop_event = threading.Event()
         condition = threading.Condition()
         self.condition = condition
@@ -193,7 +216,6 @@ class Pipeline:
 
     def _write(self) -> None:
         from segtrt.runtime.inference import to_predictions
-        from segtrt.runtime.predict import above_threshold
 
         info = self.backend.info
         try:
@@ -201,23 +223,44 @@ class Pipeline:
                 batch, outputs, inference_started, inference_ms = item
                 for row, frame in enumerate(batch):
                     started = time.monotonic()
-                    rows = {name: value[row:row + 1] for name, value in outputs.items()}
+                    rows = scoring_detections(outputs, row, self.threshold)
                     prediction = to_predictions(info, [frame.index], rows, [frame.scale], [frame.image.shape[:2]])[0]
                     written = time.monotonic()
-                    capture = self.captures[frame.source]
-                    self.outputs[frame.source].write(frame, above_threshold(prediction.instances, self.threshold),
-                                                     capture.fps)
+                    source, stats = frame.source, self.stats[frame.source]
+                    instances = prediction.instances
+                    age_ms = 1000 * (inference_started - frame.captured)
+                    drawn = draw_status(self.outputs[source].draw(frame, instances),
+                                        status_text(stats.live_fps(), age_ms))
+                    self.outputs[source].write(frame, drawn, instances, self.captures[source].fps)
+                    self.latest.put(source, drawn, frame.index)
                     done = time.monotonic()
-                    self.stats[frame.source].record(
-                        1000 * (inference_started - frame.captured), capture=frame.capture_ms,
-                        preprocess=frame.preprocess_ms, inference=inference_ms,
-                        postprocess=1000 * (written - started), output=1000 * (done - written),
-                        total=1000 * (done - frame.read_started))
+                    stats.record(age_ms, capture=frame.capture_ms, preprocess=frame.preprocess_ms,
+                                 inference=inference_ms, postprocess=1000 * (written - started),
+                                 output=1000 * (done - written), total=1000 * (done - frame.read_started))
+                    if self.snapshot_every and stats.frames % self.snapshot_every == 0:
+                        self.snapshot(source)
         except Exception as error:  # noqa: BLE001
             self.failure = self.failure or f"writing outputs failed: {type(error).__name__}: {error}"
             self.stop()
             while self.results.get() is not None:  # let the inference thread finish its put
                 pass
+
+    def snapshot(self, source: int) -> Path | None:
+        """Write source's newest drawn frame to OUT/snapshots/<name>_<frame>.jpg; None before its first frame."""
+        import cv2
+
+        from segtrt.files import atomic_write
+
+        _, image, frame_index = self.latest.image(source)
+        if image is None:
+            return None
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise SegtrtError(f"cannot encode a snapshot of {self.specs[source].name}")
+        path = self.out / "snapshots" / f"{self.specs[source].name}_{frame_index:06d}.jpg"
+        atomic_write(path, lambda file: file.write(encoded.tobytes()))
+        self.snapshots += 1
+        return path
 
     def states(self) -> list[str]:
         return [ENDED if not self._wanted(i) else capture.current_state() for i, capture in enumerate(self.captures)]
@@ -246,15 +289,29 @@ class Pipeline:
             "seconds": round(seconds, 3),
             **{key: sum(s[key] for s in sources) for key in ("reconnects", "dropped", "corrupt")},
             "latency_ms": latency, "frame_age_ms": age,
-            "model": self.backend.name, "batch_size": self.batch_size, "interrupted": interrupted,
+            "model": self.backend.name, "batch_size": self.batch_size, "snapshots": self.snapshots,
+            "interrupted": interrupted,
             "error": self.failure, "sources": sources,
         }
 
+    def live_figures(self) -> dict:
+        """The figures of now, for the console line and the live view: totals, and per source its label
+        (redacted), state, FPS over the last seconds, last frame age, counters and recent stage medians."""
+        sources = []
+        for index, (spec, state, capture, stats) in enumerate(zip(self.specs, self.states(), self.captures,
+                                                                   self.stats)):
+            age = stats.last_age_ms()
+            sources.append({
+                "source": spec.label, "name": spec.name, "state": state, "fps": round(stats.live_fps(), 1),
+                "age_ms": round(age) if age is not None else None, "frames": stats.frames,
+                "dropped": self.buffers[index].dropped, "corrupt": capture.corrupt, "reconnects": capture.reconnects,
+                "latency_p50_ms": stats.recent_medians(),
+            })
+        return {"model": self.backend.name, "frames": sum(s["frames"] for s in sources), "sources": sources}
+
     def live_line(self) -> str:
         """One line of live figures for the console."""
-        parts = [f"{sum(s.frames for s in self.stats)} frames"]
-        for spec, state, stats in zip(self.specs, self.states(), self.stats):
-            age = stats.frame_age[-1] if stats.frame_age else None
-            parts.append(f"{spec.name} {state} {stats.live_fps():.1f} fps"
-                         + (f" age {age:.0f} ms" if age is not None else ""))
-        return " | ".join(parts)
+        figures = self.live_figures()
+        return " | ".join([f"{figures['frames']} frames"] + [
+            f"{s['name']} {s['state']} {s['fps']:.1f} fps"
+            + (f" age {s['age_ms']} ms" if s["age_ms"] is not None else "") for s in figures["sources"]])

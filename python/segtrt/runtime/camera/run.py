@@ -4,9 +4,12 @@
 
 writes, per source, OUT/<n>_<name>.avi (annotated, MJPEG) and OUT/<n>_<name>.jsonl (a line per segmented frame, COCO RLE masks), and
 OUT/summary.json (frames, fps, reconnects, dropped, corrupt, latency_ms per stage
-p50/p95/p99, frame_age_ms, and the same per source). Runs until every file source
-ended or reached --max-frames and every live source reached --max-frames; Ctrl-C
-or SIGTERM stops it cleanly with every output complete.
+p50/p95/p99, frame_age_ms, and the same per source). Every frame carries its source's FPS
+and frame age. --live-port serves the live view on localhost (segtrt.runtime.camera.live),
+--snapshot-every writes JPEG snapshots, --show opens a window where OpenCV has a GUI and
+there is a display. Runs until every file source ended or reached --max-frames and every
+live source reached --max-frames; Ctrl-C, SIGTERM or q in the window stops it cleanly
+with every output complete.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from segtrt import SegtrtError
@@ -22,11 +26,12 @@ from segtrt import SegtrtError
 DEFAULT_THRESHOLD = 0.3
 DEFAULT_BATCH_TIMEOUT_MS = 20.0
 LIVE_REFRESH_S = 0.5
+WINDOW_WAIT_MS = 20
 
 
 def add_arguments(parser) -> None:
     from segtrt.runtime.backends import add_backend_arguments
-    from segtrt.runtime.camera.sources import DEFAULT_TIMEOUT_MS
+    from segtrt.runtime.camera.sources import DEFAULT_TIMEOUT_MS, MIN_OPEN_TIMEOUT_MS
 
     parser.add_argument("--model", required=True, help="an exported ONNX file (.onnx) or a segtrt checkpoint (.pt)")
     parser.add_argument("--source", required=True, action="append",
@@ -43,29 +48,47 @@ def add_arguments(parser) -> None:
                         help="longest wait for a batch to fill once it has a frame "
                              f"(default {DEFAULT_BATCH_TIMEOUT_MS:g})")
     parser.add_argument("--timeout-ms", type=int, default=DEFAULT_TIMEOUT_MS,
-                        help=f"open and read timeout of stream URLs before a reconnect (default {DEFAULT_TIMEOUT_MS})")
+                        help="read timeout of stream URLs, after which the source reconnects; opens wait as long, "
+                             f"but at least {MIN_OPEN_TIMEOUT_MS} (an open probes about a second of stream) "
+                             f"(default {DEFAULT_TIMEOUT_MS})")
+    parser.add_argument("--live-port", type=int, metavar="PORT",
+                        help="serve the live view (MJPEG per source, FPS, frame age, states, stage latencies) on "
+                             "http://127.0.0.1:PORT/ (0: any free port; the URL is printed); for headless machines, "
+                             "watch it through ssh -L PORT:127.0.0.1:PORT")
+    parser.add_argument("--snapshot-every", type=int, metavar="N",
+                        help="write every Nth annotated frame of each source to OUT/snapshots/ as JPEG")
+    parser.add_argument("--show", action="store_true",
+                        help="a window per source (q stops, s writes snapshots); needs an OpenCV with a GUI and a "
+                             "display: PyPI's opencv-python-headless has no GUI, use --live-port there")
     add_backend_arguments(parser)
 
 
 def main(args) -> int:
     from segtrt.files import atomic_write_text
     from segtrt.runtime.backends import open_backend
+    from segtrt.runtime.camera.live import LiveServer, Window
     from segtrt.runtime.camera.pipeline import Pipeline
     from segtrt.runtime.camera.sources import parse_source
     from segtrt.runtime.camera.stats import format_summary
 
     if not 0.0 <= args.threshold <= 1.0:
         raise SegtrtError(f"--threshold must lie in [0, 1], got {args.threshold}")
-    for option in ("max_frames", "batch_size", "timeout_ms"):
+    for option in ("max_frames", "batch_size", "timeout_ms", "snapshot_every"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise SegtrtError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.live_port is not None and not 0 <= args.live_port <= 65535:
+        raise SegtrtError(f"--live-port must lie in [0, 65535], got {args.live_port}")
+    if args.show:
+        Window.check()
     specs = [parse_source(text, index) for index, text in enumerate(args.source)]
     backend = open_backend(args.model, args.provider, args.threads)
     batch_size = backend.batch_size or args.batch_size or len(specs)
+    server = LiveServer(args.live_port) if args.live_port is not None else None
     out = Path(args.out)
     pipeline = Pipeline(backend, specs, out, args.threshold, batch_size, args.batch_timeout_ms / 1000,
-                        args.max_frames, args.timeout_ms)
+                        args.max_frames, args.timeout_ms, args.snapshot_every)
+    window = Window(pipeline.latest, [spec.label for spec in specs], pipeline.snapshot) if args.show else None
     interrupted = []
     live = sys.stderr.isatty() and not args.json
 
@@ -78,12 +101,25 @@ def main(args) -> int:
         handlers = {number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         pipeline.start()
+        if server is not None:
+            server.start(pipeline.latest, pipeline.live_figures)
+            print(f"live view: {server.url}", file=sys.stderr, flush=True)
+        printed = 0.0
         while not pipeline.done():
-            pipeline.writer.join(LIVE_REFRESH_S)
-            if live:
+            if window is None or interrupted:  # stopping: the outputs are being flushed
+                pipeline.writer.join(LIVE_REFRESH_S)
+            elif window.refresh(WINDOW_WAIT_MS) == "q":
+                interrupted.append("q")
+                pipeline.stop()
+            if live and time.monotonic() - printed >= LIVE_REFRESH_S:
                 print(f"\r{pipeline.live_line()}\x1b[K", end="", file=sys.stderr, flush=True)
+                printed = time.monotonic()
     finally:
         pipeline.close()
+        if server is not None:
+            server.stop()
+        if window is not None:
+            window.close()
         for number, handler in handlers.items():
             signal.signal(number, handler)
         if live:

@@ -8,9 +8,11 @@ replaced and counted as dropped, so latency cannot grow with a backlog).
 
 A live source has an explicit state: connecting (first open), live, stalled (no
 frame for STALL_SECONDS, or a read failed), reconnecting (reopening with
-exponential backoff), ended. Reads and opens of URLs time out after
-`timeout_ms` (OpenCV's FFmpeg default is 30 s, after which a stalled RTSP stream
-bursts its stale frames).
+exponential backoff), ended. Reads of URLs time out after `timeout_ms` (OpenCV's
+FFmpeg default is 30 s, after which a stalled RTSP stream bursts its stale frames),
+opens after the same but at least MIN_OPEN_TIMEOUT_MS: an open probes about a second
+of stream, and a probe cut short by the timeout leaves a capture that says it is open
+and fails every read (measured with RTSP and HTTP MPEG-TS at 25 fps: 0.9-1.0 s).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 CONNECTING, LIVE, STALLED, RECONNECTING, ENDED = "connecting", "live", "stalled", "reconnecting", "ended"
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_TIMEOUT_MS = 2000
+MIN_OPEN_TIMEOUT_MS = 3000
 STALL_SECONDS = 2.0
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 8.0
 FILE_READ_AHEAD = 4  # frames a file source decodes ahead of inference
@@ -277,7 +280,8 @@ class Capture(threading.Thread):
             capture = cv2.VideoCapture(int(text) if text.isdigit() else text)
         elif kind == "url":
             capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG, [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms])
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(self.timeout_ms, MIN_OPEN_TIMEOUT_MS),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms])
         else:
             capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG)
             if not capture.isOpened():

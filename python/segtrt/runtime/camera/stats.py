@@ -7,39 +7,58 @@ the whole of a short one.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
+from itertools import islice
 
 import numpy as np
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "output", "total")
 WINDOW = 10_000
 RATE_WINDOW_S = 3.0  # the live FPS is the rate over the last seconds
+LIVE_SAMPLES = 100  # the live view's latencies are medians of the last frames
 
 
 class SourceStats:
-    """Latencies (ms) and output times of one source's segmented frames."""
+    """Latencies (ms) and output times of one source's segmented frames.
+
+    Written by the output thread; the live view reads it from its own threads, under `lock`.
+    """
 
     def __init__(self):
+        self.lock = threading.Lock()
         self.latency = {stage: deque(maxlen=WINDOW) for stage in STAGES}
         self.frame_age = deque(maxlen=WINDOW)
         self.recent = deque()  # output times within RATE_WINDOW_S, for the live FPS
         self.frames = 0
 
     def record(self, frame_age_ms: float, **stage_ms: float) -> None:
-        for stage, value in stage_ms.items():
-            self.latency[stage].append(value)
-        self.frame_age.append(frame_age_ms)
-        self.frames += 1
         now = time.monotonic()
-        self.recent.append(now)
-        while self.recent and now - self.recent[0] > RATE_WINDOW_S:
-            self.recent.popleft()
+        with self.lock:
+            for stage, value in stage_ms.items():
+                self.latency[stage].append(value)
+            self.frame_age.append(frame_age_ms)
+            self.frames += 1
+            self.recent.append(now)
+            while self.recent and now - self.recent[0] > RATE_WINDOW_S:
+                self.recent.popleft()
 
     def live_fps(self) -> float:
-        if len(self.recent) < 2:
-            return 0.0
-        return (len(self.recent) - 1) / max(self.recent[-1] - self.recent[0], 1e-9)
+        with self.lock:
+            if len(self.recent) < 2:
+                return 0.0
+            return (len(self.recent) - 1) / max(self.recent[-1] - self.recent[0], 1e-9)
+
+    def last_age_ms(self) -> float | None:
+        with self.lock:
+            return self.frame_age[-1] if self.frame_age else None
+
+    def recent_medians(self) -> dict:
+        """{stage: median ms over the last LIVE_SAMPLES frames, or None}: what the live view shows."""
+        with self.lock:
+            samples = {stage: list(islice(reversed(values), LIVE_SAMPLES)) for stage, values in self.latency.items()}
+        return {stage: round(float(np.median(values)), 1) if values else None for stage, values in samples.items()}
 
 
 def percentiles(values) -> dict | None:
