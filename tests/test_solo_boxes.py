@@ -1,0 +1,73 @@
+"""SOLO's boxes come from its masks upsampled to the input size; upsampled_mask_boxes finds them without
+upsampling. These tests hold it to the upsampled rule it replaces."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from segtrt.models.solo_ops import masks_to_boxes, resize_bilinear, upsampled_mask_boxes
+
+THRESHOLD = 0.5
+
+
+def blobs(count: int, height: int, width: int, seed: int, noise: float = 0.0) -> torch.Tensor:
+    """[1, count, height, width] probabilities: 0-2 soft ellipses per mask (so some are empty), plus noise."""
+    generator = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    masks = torch.zeros(1, count, height, width)
+    for index in range(count):
+        for _ in range(int(torch.randint(0, 3, (), generator=generator))):
+            cy, cx = torch.randint(0, height, (), generator=generator), torch.randint(0, width, (), generator=generator)
+            ry, rx = 0.5 + 5 * torch.rand(2, generator=generator)
+            blob = torch.sigmoid(3 * (1 - ((ys - cy) / ry) ** 2 - ((xs - cx) / rx) ** 2))
+            masks[0, index] = torch.maximum(masks[0, index], blob)
+    return masks + noise * torch.rand(masks.shape, generator=generator)
+
+
+def upsampled_rule(probs, size):
+    return masks_to_boxes(resize_bilinear(probs, size) > THRESHOLD)
+
+
+@pytest.mark.parametrize("scale", [4, 3, 2, 1])
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_equals_the_upsampled_rule(scale, noise):
+    probs = blobs(40, 13, 19, seed=scale, noise=noise)
+    size = (13 * scale, 19 * scale)
+    expected = upsampled_rule(probs, size)
+    assert (expected.sum(-1) == 0).any() and (expected.sum(-1) > 0).any()  # empty and non-empty masks both met
+    assert torch.equal(upsampled_mask_boxes(probs, size, THRESHOLD), expected)
+
+
+def test_non_integer_scales_fall_back_to_the_upsampled_rule():
+    probs = blobs(10, 12, 12, seed=7)
+    assert torch.equal(upsampled_mask_boxes(probs, (40, 30), THRESHOLD), upsampled_rule(probs, (40, 30)))
+
+
+def test_a_bound_far_from_the_edge_never_gives_a_smaller_box():
+    # Sparse speckle: row maxima sit at different columns, so the bound is loose by more than the band.
+    generator = torch.Generator().manual_seed(3)
+    probs = torch.rand(1, 200, 16, 24, generator=generator) * (torch.rand(1, 200, 16, 24, generator=generator) > 0.9)
+    expected = upsampled_rule(probs, (64, 96))
+    found = upsampled_mask_boxes(probs, (64, 96), THRESHOLD, band=2)
+    assert not torch.equal(found, expected)  # the case exists at this band...
+    contains = (found[..., :2] <= expected[..., :2]).all(-1) & (found[..., 2:] >= expected[..., 2:]).all(-1)
+    empty = expected.sum(-1) == 0
+    assert (contains | empty).all()  # ...and the box still contains the true one
+    assert torch.equal(upsampled_mask_boxes(probs, (64, 96), THRESHOLD, band=64), expected)
+
+
+def test_onnx_runtime_gives_the_same_boxes():
+    onnxruntime = pytest.importorskip("onnxruntime")
+
+    class Boxes(torch.nn.Module):
+        def forward(self, probs):
+            return upsampled_mask_boxes(probs, (52, 76), THRESHOLD)
+
+    probs = blobs(30, 13, 19, seed=11, noise=0.3)
+    buffer = io.BytesIO()
+    torch.onnx.export(Boxes(), (probs,), buffer, dynamo=False, opset_version=17)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    boxes = session.run(None, {session.get_inputs()[0].name: probs.numpy()})[0]
+    np.testing.assert_array_equal(boxes, upsampled_rule(probs, (52, 76)).numpy())
