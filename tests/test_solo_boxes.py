@@ -45,17 +45,13 @@ def test_non_integer_scales_fall_back_to_the_upsampled_rule():
     assert torch.equal(upsampled_mask_boxes(probs, (40, 30), THRESHOLD), upsampled_rule(probs, (40, 30)))
 
 
-def test_a_bound_far_from_the_edge_never_gives_a_smaller_box():
-    # Sparse speckle: row maxima sit at different columns, so the bound is loose by more than the band.
+def test_thin_ridges_barely_over_the_threshold():
+    # Sparse speckle just over the threshold: low-resolution rows exceed while the full-size rows between
+    # them, mixing in their neighbours, mostly do not.
     generator = torch.Generator().manual_seed(3)
-    probs = torch.rand(1, 200, 16, 24, generator=generator) * (torch.rand(1, 200, 16, 24, generator=generator) > 0.9)
-    expected = upsampled_rule(probs, (64, 96))
-    found = upsampled_mask_boxes(probs, (64, 96), THRESHOLD, band=2)
-    assert not torch.equal(found, expected)  # the case exists at this band...
-    contains = (found[..., :2] <= expected[..., :2]).all(-1) & (found[..., 2:] >= expected[..., 2:]).all(-1)
-    empty = expected.sum(-1) == 0
-    assert (contains | empty).all()  # ...and the box still contains the true one
-    assert torch.equal(upsampled_mask_boxes(probs, (64, 96), THRESHOLD, band=64), expected)
+    speckle = torch.rand(1, 200, 16, 24, generator=generator) > 0.9
+    probs = speckle * (THRESHOLD + 0.1 * torch.rand(1, 200, 16, 24, generator=generator))
+    assert torch.equal(upsampled_mask_boxes(probs, (64, 96), THRESHOLD), upsampled_rule(probs, (64, 96)))
 
 
 def test_onnx_runtime_gives_the_same_boxes():

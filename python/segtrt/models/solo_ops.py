@@ -50,95 +50,77 @@ def point_nms(scores: torch.Tensor) -> torch.Tensor:
     return scores * (local_max == scores)
 
 
-def upsampled_mask_boxes(probs: torch.Tensor, size, threshold: float, band: int = 8, chunk: int = 4) -> torch.Tensor:
-    """Boxes of `resize_bilinear(probs, size) > threshold` without upsampling the masks.
+def upsampled_mask_boxes(probs: torch.Tensor, size, threshold: float) -> torch.Tensor:
+    """Boxes of `resize_bilinear(probs, size) > threshold`, without upsampling the masks.
 
-    probs [B, D, h, w] -> [B, D, 4] x1 y1 x2 y2 in pixels of `size` (x2, y2 exclusive; empty masks give
-    a zero box), the same as `masks_to_boxes(resize_bilinear(probs, size) > threshold)`, which at
-    800x1216 costs a quarter of a SOLOv2 graph's time. Bilinear interpolation is linear between samples:
-    - the largest upsampled value between two neighbouring columns is one of two samples (`_gap_peaks`);
-    - so per block of `chunk` columns, interpolating the low-resolution rows' block maxima bounds every
-      full-size row's largest value from above: rows the bound calls empty are empty, and its box
-      contains the true one;
-    - the true edges are then found exactly among the `band` full-size rows inside each bound.
-    Exact unless an edge lies more than `band` rows inside its bound (then the bound is kept: never a
-    smaller box) and for float rounding exactly at the threshold. Needs integer scales (stride 4 does).
+    probs [B, D, h, w] -> [B, D, 4] x1 y1 x2 y2 in pixels of `size` (x2, y2 exclusive; empty masks give a
+    zero box): `masks_to_boxes(resize_bilinear(probs, size) > threshold)`, which at 800x1216 took a
+    quarter of a SOLOv2 graph's time, from a few passes over the low-resolution masks instead. Bilinear
+    interpolation is linear in each direction, so per pair of neighbouring low-resolution rows:
+    - along a full-size row, the largest value between two columns is at the smallest or the largest
+      sample fraction (`_candidate_columns`), or is an edge value;
+    - down a pair of rows, a full-size row is the pair mixed at its fraction, and with an integer scale
+      only a few fractions recur: one pass over the pairs per fraction (`_exceeding_rows`).
+    Equal to the upsampled rule but for float rounding exactly at the threshold. Needs integer scales
+    (stride 4 gives them); other scales take the upsampled rule.
     """
     height, width = size
-    if height % probs.shape[-2] or width % probs.shape[-1]:
+    low_h, low_w = probs.shape[-2:]
+    if height % low_h or width % low_w or min(low_h, low_w) < 2:
         return masks_to_boxes(resize_bilinear(probs, size) > threshold)
-    y1, y2, found = _edges(probs, height, width, threshold, band, chunk)
-    x1, x2, _ = _edges(probs.transpose(-1, -2), width, height, threshold, band, chunk)
-    return torch.stack([x1, y1, x2, y2], -1).to(torch.float32) * found.unsqueeze(-1)
+    rows = _exceeding_rows(probs, height, width, threshold)  # [B, D, H]
+    cols = _exceeding_rows(probs.transpose(-1, -2), width, height, threshold)  # [B, D, W]
+    return _extents(rows, cols)
 
 
-def _edges(probs: torch.Tensor, out_rows: int, out_cols: int, threshold: float, band: int, chunk: int):
-    """First and one-past-last full-size rows ([B, D]) where the masks probs [B, D, h, w], upsampled to
-    out_rows x out_cols, exceed `threshold`, and whether any row does (bool [B, D])."""
-    low, high, fraction = _sample_table(probs.shape[-2], out_rows)
-    gaps = _gap_peaks(probs, out_cols)  # [B, D, h, w - 1]
-    pad = -gaps.shape[-1] % chunk
-    blocks = F.pad(gaps, (0, pad)).unflatten(-1, (-1, chunk)).amax(-1)  # [B, D, h, blocks]
-    weight = fraction[:, None]
-    bound = ((blocks[..., low, :] * (1 - weight) + blocks[..., high, :] * weight).amax(-1)) > threshold
-    rows = torch.arange(out_rows, device=probs.device)
-    first_bound = torch.where(bound, rows, out_rows).amin(-1)
-    last_bound = torch.where(bound, rows, -1).amax(-1)
-    steps = torch.arange(band, device=probs.device)
-    first = _first_exceeding(probs, (first_bound.unsqueeze(-1) + steps).clamp(max=out_rows - 1),
-                             low, high, fraction, out_cols, threshold)
-    last = _first_exceeding(probs, (last_bound.unsqueeze(-1) - steps).clamp(min=0),
-                            low, high, fraction, out_cols, threshold)
-    # A bound no longer than the band, with no row exceeding in it, holds an empty mask.
-    found = bound.any(-1) & ((first < band) | (last_bound - first_bound >= band))
-    return first_bound + first, last_bound - last + 1, found
+def _extents(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Boxes [..., 4] of the masks whose non-empty rows [..., H] and columns [..., W] are given."""
+    ys = torch.arange(rows.shape[-1], device=rows.device, dtype=torch.float32)
+    xs = torch.arange(cols.shape[-1], device=cols.device, dtype=torch.float32)
+    big = float(max(rows.shape[-1], cols.shape[-1]))
+    x1 = torch.where(cols, xs, big).amin(-1)
+    y1 = torch.where(rows, ys, big).amin(-1)
+    x2 = torch.where(cols, xs + 1, 0.0).amax(-1)
+    y2 = torch.where(rows, ys + 1, 0.0).amax(-1)
+    return torch.stack([x1, y1, x2, y2], -1) * rows.any(-1, keepdim=True)
 
 
-def _first_exceeding(probs, candidate_rows, low, high, fraction, out_cols: int, threshold: float):
-    """Index k of the first of the candidate full-size rows [B, D, K] whose upsampled maximum exceeds
-    the threshold (K when none does)."""
-    band = candidate_rows.shape[-1]
+def _exceeding_rows(probs: torch.Tensor, out_rows: int, out_cols: int, threshold: float) -> torch.Tensor:
+    """bool [B, D, out_rows]: which rows of resize_bilinear(probs [B, D, h, w], (out_rows, out_cols))
+    hold a value above `threshold`."""
+    columns = _candidate_columns(probs, out_cols)  # [B, D, h, c]
+    upper, step = columns[..., :-1, :], columns[..., 1:, :] - columns[..., :-1, :]  # each pair of rows
+    pair, fraction = _pair_table(probs.shape[-2], out_rows)
+    # With an integer scale a few fractions recur in every pair: one pass over the pairs for each.
+    phases = sorted(set(fraction.tolist()))
+    row_peaks = columns.amax(-1)  # [B, D, h]: fraction 0 (or 1) is the upper (or lower) row itself
+    peaks = [row_peaks[..., :-1] if f == 0 else row_peaks[..., 1:] if f == 1 else (upper + f * step).amax(-1)
+             for f in phases]  # each [B, D, h - 1]
+    phase = torch.tensor([phases.index(f) for f in fraction.tolist()])
+    return torch.stack(peaks, -2).flatten(-2)[..., phase * (probs.shape[-2] - 1) + pair] > threshold
 
-    def gather(index):
-        return probs.gather(2, index.unsqueeze(-1).expand(*index.shape, probs.shape[-1]))
 
-    weight = fraction[candidate_rows].unsqueeze(-1)
-    rows = gather(low[candidate_rows]) * (1 - weight) + gather(high[candidate_rows]) * weight  # [B, D, K, w]
-    exceeds = _gap_peaks(rows, out_cols).amax(-1) > threshold
-    return torch.where(exceeds, torch.arange(band, device=probs.device), band).amin(-1)
-
-
-def _gap_peaks(rows: torch.Tensor, out_len: int) -> torch.Tensor:
-    """[..., n] -> [..., n - 1]: the largest of the half-pixel linear samples (out_len, an integer multiple
-    of n) that fall between each pair of neighbouring values, the clamped edge samples in the end gaps.
-
-    A sample is linear in its fraction, so a gap's largest sample is the one with the smallest or the
-    largest fraction, and with an integer scale every gap holds the same fractions.
-    """
-    n = rows.shape[-1]
-    if n == 1:  # one value, no gap: every sample is that value
-        return rows
-    source = (torch.arange(out_len, dtype=torch.float64) + 0.5) * n / out_len - 0.5
-    inside = source[(source >= 0) & (source < n - 1)]  # samples not clamped to an edge value
+def _candidate_columns(probs: torch.Tensor, out_cols: int) -> torch.Tensor:
+    """[B, D, h, w] -> [B, D, h, 2w]: per low-resolution row, the values at the full-size columns where a
+    bilinear row's maximum can lie. A sample is linear in its fraction within a gap, so its largest is
+    at the smallest or largest fraction (with an integer scale every gap holds the same fractions), or
+    at a clamped edge sample, which is the edge value itself."""
+    width = probs.shape[-1]
+    source = (torch.arange(out_cols, dtype=torch.float64) + 0.5) * width / out_cols - 0.5
+    inside = source[(source >= 0) & (source < width - 1)]  # samples not clamped to an edge value
     fractions = (inside - inside.floor()).tolist()
-    left, right = rows[..., :-1], rows[..., 1:]
-    peaks = torch.maximum(left * (1 - min(fractions)) + right * min(fractions),
-                          left * (1 - max(fractions)) + right * max(fractions))
-    # the clamped edge samples (the first and last values themselves) belong to the end gaps
-    first = torch.maximum(peaks[..., :1], rows[..., :1])
-    last = torch.maximum(peaks[..., -1:], rows[..., -1:])
-    if n == 2:
-        return torch.maximum(first, last)
-    return torch.cat([first, peaks[..., 1:-1], last], -1)
+    left, right = probs[..., :-1], probs[..., 1:]
+    smallest, largest = min(fractions), max(fractions)
+    return torch.cat([left * (1 - smallest) + right * smallest, left * (1 - largest) + right * largest,
+                      probs[..., :1], probs[..., -1:]], -1)
 
 
-def _sample_table(n: int, out_len: int):
-    """Where each of out_len half-pixel samples of n values falls: low and high indices and the fraction
-    (ONNX Resize linear, coordinate_transformation_mode half_pixel, edges clamped)."""
+def _pair_table(n: int, out_len: int):
+    """For each of out_len half-pixel linear samples of n values (ONNX Resize, half_pixel, edges clamped):
+    the pair of neighbours (p, p + 1) it lies between and its fraction in 0..1 from p."""
     source = ((torch.arange(out_len, dtype=torch.float64) + 0.5) * n / out_len - 0.5).clamp(0, n - 1)
-    low = source.floor().long()
-    high = (low + 1).clamp(max=n - 1)
-    return low, high, (source - low).to(torch.float32)
+    pair = source.floor().long().clamp(max=n - 2)
+    return pair, (source - pair).to(torch.float32)
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
@@ -146,15 +128,4 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
 
     Empty masks give a zero box. Static-shape min/max, no nonzero(), so it exports.
     """
-    height, width = masks.shape[-2:]
-    rows = masks.any(-1)
-    cols = masks.any(-2)
-    ys = torch.arange(height, device=masks.device, dtype=torch.float32)
-    xs = torch.arange(width, device=masks.device, dtype=torch.float32)
-    big = float(max(height, width))
-    x1 = torch.where(cols, xs, big).amin(-1)
-    y1 = torch.where(rows, ys, big).amin(-1)
-    x2 = torch.where(cols, xs + 1, 0.0).amax(-1)
-    y2 = torch.where(rows, ys + 1, 0.0).amax(-1)
-    boxes = torch.stack([x1, y1, x2, y2], -1)
-    return boxes * rows.any(-1, keepdim=True)
+    return _extents(masks.any(-1), masks.any(-2))
