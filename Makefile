@@ -2,6 +2,7 @@
 #   make demo   - synthetic data -> train briefly -> evaluate -> accuracy table
 #   make test   - the type check of the TensorRT-facing code, then the test suite (what CI runs)
 #   make gpu-check - the CUDA kernels on this machine's GPU against the CPU twins (fails cleanly without a GPU)
+#   make triton-venv - .venv-triton: tritonserver (nvidia-pytriton, numpy<2) for the serving tests (make test makes it)
 # Both create .venv and build the C++/CUDA code first when needed.
 
 VENV   := .venv
@@ -12,8 +13,12 @@ BUILD  := build
 # `import tensorrt` succeed there with nothing in it.
 TYPECHECK := .typecheck
 PYRIGHT   := pyright@1.1.414
+# tritonserver for tests/test_serving_triton.py: nvidia-pytriton wants numpy<2, so it has its own venv. Its
+# Python-backend stub ignores PYTHONPATH: a .pth file puts this checkout's python/ folder on its path.
+TRITON_VENV  := .venv-triton
+TRITON_STAMP := $(TRITON_VENV)/.installed
 
-.PHONY: setup system native demo test typecheck gpu-check clean
+.PHONY: setup system native demo test typecheck triton-venv gpu-check clean
 
 setup: system $(STAMP) native
 
@@ -51,11 +56,20 @@ $(TYPECHECK)/.installed: requirements-typecheck.txt
 	npm install --silent --no-audit --no-fund --prefix $(TYPECHECK) $(PYRIGHT)
 	touch $@
 
-test: setup typecheck
+triton-venv: $(TRITON_STAMP)
+
+$(TRITON_STAMP): requirements-triton.txt
+	python3 -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet -r requirements-triton.txt
+	$(TRITON_VENV)/bin/python -c "import site; print(site.getsitepackages()[0])" | \
+		xargs -I{} sh -c 'echo "$(abspath python)" > {}/segtrt-checkout.pth'
+	touch $@
+
+test: setup typecheck $(TRITON_STAMP)
 	$(PY) -m pytest -q
 
 gpu-check:
 	tests/gpu_check.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD).log $(TYPECHECK)
+	rm -rf $(BUILD) $(BUILD).log $(TYPECHECK) $(TRITON_VENV)

@@ -71,10 +71,16 @@ def test_the_shipped_exports_are_buildable(exports, model, flavour, capsys):
         assert "plugin library: not needed" in out and "--dynamicPlugins" not in trtexec
 
 
-def test_a_shape_derived_topk_k_is_evaluated_and_an_if_with_data_dependent_branches_is_a_warning(exports):
-    checked = check_onnx(exports["maskrcnn_edge", "trt"])  # its RPN TopK takes K = a dimension of a tensor
-    assert any("differently shaped outputs" in warning for warning in checked.warnings)
-    assert checked.plugin_nodes == {"MultilevelRoIAlign": 2}
+def test_the_maskrcnn_export_holds_plain_nms_and_constant_topk_ks(exports):
+    """DESIGN.md: no If around the NMS (torchvision's empty-input check) and no Shape-computed TopK K."""
+    model = onnx.load(str(exports["maskrcnn_edge", "trt"]))
+    op_types = [node.op_type for node in model.graph.node]
+    assert "If" not in op_types and op_types.count("NonMaxSuppression") == 2
+    constants = {i.name for i in model.graph.initializer} | {n.output[0] for n in model.graph.node
+                                                               if n.op_type == "Constant"}
+    assert all(n.input[1] in constants for n in model.graph.node if n.op_type == "TopK")
+    checked = check_onnx(exports["maskrcnn_edge", "trt"])
+    assert checked.plugin_nodes == {"MultilevelRoIAlign": 2} and checked.warnings == []
 
 
 def assert_refused(path, capsys, *needles):
@@ -151,14 +157,15 @@ def test_topk_constraints(exports, tmp_path, capsys):
         return "k_big"
     assert_refused(broken_copy(source, tmp_path, lambda m: topk_k_from(m, large_k)), capsys, f"K={TOPK_MAX_K}")
 
-    def shape_derived_k(model):  # K = 2 * (input channels = 3): shape arithmetic, known before the build
+    def shape_derived_k(model):  # K = 2 * (input channels = 3): known before the build, yet not a constant
         model.graph.node.extend([
             helper.make_node("Shape", [INPUT_NAME], ["k_dims"], start=1, end=2),
             helper.make_node("Mul", ["k_dims", "k_two"], ["k_shape_derived"]),
         ])
         model.graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "k_two"))
         return "k_shape_derived"
-    assert check_onnx(broken_copy(source, tmp_path, lambda m: topk_k_from(m, shape_derived_k))).nodes > 0
+    assert_refused(broken_copy(source, tmp_path, lambda m: topk_k_from(m, shape_derived_k)), capsys,
+                   "computes K=6 from a tensor's shape")
 
     assert_refused(broken_copy(source, tmp_path, lambda m: set_attribute(first(m, "TopK"), "sorted", 0)),
                    capsys, "sorted=0")
@@ -213,6 +220,23 @@ def test_if_branches_must_have_equal_ranks_and_distinct_names(exports, tmp_path,
         model.graph.input.extend(bad.input)
     with pytest.raises(SegtrtError, match=needle):
         check_onnx(broken_copy(exports["solov2_edge", "portable"], tmp_path, change))
+
+
+def test_an_if_around_a_non_max_suppression_is_refused(exports, tmp_path, capsys):
+    def change(model):  # the shipped NMS moved into both branches of an If, as torchvision's batched_nms exports
+        nms = first(model, "NonMaxSuppression")
+        outputs = [helper.make_tensor_value_info(nms.output[0] + suffix, onnx.TensorProto.INT64, [None, 3])
+                   for suffix in ("_then", "_else")]
+        branches = [helper.make_graph([helper.make_node("NonMaxSuppression", list(nms.input), [output.name])],
+                                      f"branch{i}", [], [output]) for i, output in enumerate(outputs)]
+        model.graph.initializer.append(numpy_helper.from_array(np.array(True), "no_boxes"))
+        wrapper = helper.make_node("If", ["no_boxes"], list(nms.output), name="empty_check",
+                                   then_branch=branches[0], else_branch=branches[1])
+        index = list(model.graph.node).index(nms)
+        model.graph.node.remove(nms)
+        model.graph.node.insert(index, wrapper)
+    assert_refused(broken_copy(exports["maskrcnn_edge", "trt"], tmp_path, change), capsys,
+                   "If node 'empty_check' wraps a NonMaxSuppression")
 
 
 def test_problems_are_counted_and_a_file_without_segtrt_metadata_is_refused(exports, tmp_path):

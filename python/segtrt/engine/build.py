@@ -5,9 +5,9 @@ legacy FP16/INT8 builder flags and the INT8 calibrator that 11.0 removed, IProgr
 read from version strings. Every decision was made in the plan; this module only translates it, so
 it stays thin enough to be right by construction and is type-checked against tensorrt-stubs.
 
-Version-specific calls: BuilderFlag.FP16 / BuilderFlag.INT8 and IInt8EntropyCalibrator2 (int8_calibrator)
-exist in 10.x only (DESIGN.md: 11.0 removed them) and are used only behind getattr feature checks; no
-11.x-only call is used, so the stubs (10.13) cover every call made.
+Version-specific calls: REMOVED_IN_11 below, each reached only behind a feature check; no 11.x-only call is
+used (ONLY_IN_11), so the stubs (10.13) cover every call made. tests/test_engine_api_versions.py checks
+both lists against this module's code.
 
 Nothing runs before `require_tensorrt()`: without TensorRT the command is one sentence, no traceback.
 """
@@ -27,6 +27,24 @@ from segtrt.ops.registry import plugin
 
 if TYPE_CHECKING:  # for the annotations only: pyright checks them against tensorrt-stubs, nothing imports it here
     import tensorrt
+
+# The TensorRT 10.x Python API this module touches that 11.x removed: NVIDIA's "Migrating from TensorRT 10.x to
+# 11.x" guide, "Removed Python APIs and Replacements", checked against the Python bindings (python/src/infer/
+# pyCore.cpp, pyInt8.cpp) of NVIDIA/TensorRT's release/10.13 and release/11.1 branches. Name -> what 11.x users do.
+REMOVED_IN_11 = {
+    "BuilderFlag.FP16": "build the strongly typed fp16 ONNX variant (`--fp16` is refused in one sentence)",
+    "BuilderFlag.INT8": "build the int8 Q/DQ ONNX variant (`--int8` is refused in one sentence)",
+    "IBuilderConfig.int8_calibrator": "explicit quantization with Q/DQ nodes; set only once BuilderFlag.INT8 exists",
+    "IInt8EntropyCalibrator2": "explicit quantization with Q/DQ nodes (`--calibration-cache` replays 10.x caches)",
+}
+# The 11.x-only Python API this module uses: none (the release/11.1 bindings add attention, MoE, KV-cache and
+# collective layers and engine statistics, none of which an instance-segmentation build needs).
+ONLY_IN_11: dict[str, str] = {}
+# Feature checks on names every TensorRT 10.x and 11.x has, and why they are checked anyway.
+CHECKED_IN_BOTH = {
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": "absent before 9.0 (release/8.6's bindings): one sentence there",
+    "IProgressMonitor": "absent before 9.0 (release/8.6's bindings): build without a progress bar there",
+}
 
 # ONNX attribute type -> TensorRT PluginFieldType name, as onnx-tensorrt passes node attributes to a creator
 FIELD_TYPES = {"INT": "INT32", "INTS": "INT32", "FLOAT": "FLOAT32", "STRING": "CHAR"}

@@ -2,9 +2,10 @@
 
 Checks, each against a named source rather than a guess:
 - the default-domain opset and every op type against onnx-tensorrt's support table (parser_support);
-- the table's and DESIGN.md's constraints on our graphs: TopK sorted=1 with a constant K below 3840; If
-  branches of equal rank with distinct output names (differently shaped branches are reported as a warning:
-  the 10.1 table allows them, DESIGN.md asks export to avoid them);
+- the table's and DESIGN.md's constraints on our graphs: TopK sorted=1 with a constant K below 3840 (not one
+  computed from a shape); no If around a NonMaxSuppression (torchvision's empty-input check: TensorRT's native
+  NMS layer needs the plain node); If branches of equal rank with distinct output names (differently shaped
+  branches are reported as a warning: the 10.1 table allows them, DESIGN.md asks export to avoid them);
 - plugin nodes against the plugin registry (op type, plugin_version, attribute names, ONNX types and the
   creators' own rules);
 - Q/DQ nodes as TensorRT takes them: INT8 or FP8 (INT4 for DequantizeLinear), zero point 0, scales constant,
@@ -33,7 +34,6 @@ QUANTIZED_TYPES = {
     "QuantizeLinear": ("INT8", "FLOAT8E4M3FN"),
     "DequantizeLinear": ("INT8", "FLOAT8E4M3FN", "INT4"),
 }
-# Ops whose output carries its first input's values, for following a constant to where it is used.
 # How far back a constant is followed, and ops whose output is not a function of known inputs.
 MAX_CONSTANT_DEPTH = 24
 NOT_FOLDABLE_OPS = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
@@ -280,12 +280,35 @@ class _Checker:
         if k is None:
             self.problems.append(f"{label} takes K from the computed tensor {node.input[1]!r}, so TensorRT's bound "
                                  f"K < {TOPK_MAX_K} cannot be checked before the build; export it with a constant K")
+        elif self._reads_a_shape(node.input[1]):
+            self.problems.append(f"{label} computes K={int(k.reshape(-1)[0])} from a tensor's shape; in an export "
+                                 "whose input size is fixed K is a constant: export it as one (DESIGN.md; segtrt's "
+                                 "RPN takes its level sizes as Python ints)")
         elif not 0 < int(k.reshape(-1)[0]) < TOPK_MAX_K:
             self.problems.append(f"{label} has K={int(k.reshape(-1)[0])}; TensorRT's TopK takes 0 < K < "
                                  f"{TOPK_MAX_K} ({SOURCE}): lower the candidate cap")
 
+    def _reads_a_shape(self, name: str, depth: int = 0) -> bool:
+        """Whether a tensor is computed (within MAX_CONSTANT_DEPTH nodes) from a Shape node."""
+        node = self.producers.get(name)
+        if node is None or depth > MAX_CONSTANT_DEPTH:
+            return False
+        return node.op_type == "Shape" or any(self._reads_a_shape(i, depth + 1) for i in node.input if i)
+
+    def _nodes_within(self, graph):
+        for node in graph.node:
+            yield node
+            for subgraph in self._subgraphs(node):
+                yield from self._nodes_within(subgraph)
+
     def _check_If(self, node) -> None:  # noqa: N802
         label = _node_label(node)
+        if any(inner.op_type == "NonMaxSuppression" for branch in self._subgraphs(node)
+               for inner in self._nodes_within(branch)):
+            self.problems.append(f"{label} wraps a NonMaxSuppression (torchvision's batched_nms checks for no boxes "
+                                 "first); TensorRT imports only a plain NonMaxSuppression as its native NMS layer: "
+                                 "export the NMS without that check (segtrt.models.box_ops.padded_batched_nms)")
+            return
         branches = {a.name: a.g for a in node.attribute if a.name in ("then_branch", "else_branch")}
         then_outputs, else_outputs = (branches[n].output for n in ("then_branch", "else_branch"))
         for then_output, else_output in zip(then_outputs, else_outputs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torchvision.ops import batched_nms, box_iou
+from torchvision.ops import box_iou, nms
 
 # Largest log-scale change a regression may apply, so exp() cannot overflow (torchvision's value).
 MAX_LOG_SCALE = math.log(1000.0 / 16)
@@ -75,9 +75,16 @@ def padded_batched_nms(
 
     boxes [N, 4], scores [N], groups [N] -> (index [count] into the N inputs in
     decreasing score order, is_kept [count] bool). Rows past the kept boxes have
-    index 0 and is_kept False. Exports to ONNX NonMaxSuppression plus a static slice.
+    index 0 and is_kept False. Exports to one plain ONNX NonMaxSuppression plus a static slice.
+
+    torchvision's batched_nms is scripted when traced and checks `boxes.numel() == 0` first, which
+    exports as an If node around the NMS whose branches differ in shape; TensorRT then cannot use its
+    native NMS layer. N is never 0 here (the inputs are fixed-size candidate lists), so this is its
+    coordinate trick without the check: each group's boxes are shifted apart so that one NMS over all
+    of them never lets two groups suppress each other. Eager and exported runs take this same path.
     """
-    kept = batched_nms(boxes, scores, groups, iou_threshold)
+    offsets = groups.to(boxes) * (boxes.max() + 1)
+    kept = nms(boxes + offsets[:, None], scores, iou_threshold)
     padding = torch.full((count,), -1, dtype=kept.dtype, device=kept.device)
     index = torch.cat((kept, padding))[:count]
     return index.clamp(min=0), index >= 0

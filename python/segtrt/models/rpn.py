@@ -95,7 +95,11 @@ class RegionProposalNetwork(nn.Module):
         phase = 0 if self.training else 1
         boxes, scores, levels = [], [], []
         for level, (level_logits, level_deltas, level_anchors_) in enumerate(zip(logits, deltas, anchors)):
-            top_logits, top_index = level_logits.detach().topk(min(self.pre_nms_top_n[phase], level_logits.shape[1]), dim=1)
+            # A level's anchor count follows from the input size alone, which every export fixes (only the batch
+            # may vary): taken as a Python int, K exports as a constant TopK input instead of one computed from
+            # a Shape, so TensorRT's K < 3840 bound holds by construction.
+            count = min(self.pre_nms_top_n[phase], int(level_logits.shape[1]))
+            top_logits, top_index = level_logits.detach().topk(count, dim=1)
             top_deltas = torch.gather(level_deltas.detach(), 1, top_index[..., None].expand(-1, -1, 4))
             top_anchors = level_anchors_[top_index]
             decoded = decode_boxes(top_deltas.reshape(-1, 4), top_anchors.reshape(-1, 4), RPN_BOX_WEIGHTS)

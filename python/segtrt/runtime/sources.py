@@ -30,6 +30,17 @@ def read_image(path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def decode_image(data: bytes, name: str = "the image") -> np.ndarray:
+    """RGB uint8 [h, w, 3] of an encoded image (a file's bytes: PNG, JPEG, ...), decoded as read_image decodes
+    files; SegtrtError naming `name` if the bytes are not an image."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise SegtrtError(f"cannot decode {name} ({len(data)} bytes); it is corrupt or not an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def image_files(source) -> list[Path]:
     """The image files of a source (file, folder or glob), sorted; SegtrtError when it names none."""
     text = str(source)
