@@ -9,7 +9,8 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import roi_align
 
 from segtrt.models.solo_targets import resize_masks
-from segtrt.runtime.postprocess import paste_box_masks, paste_image_masks
+from segtrt.runtime.postprocess import paste_box_masks, paste_image_masks, paste_mmdet_masks, paste_torchvision_masks
+from segtrt.runtime.preprocess import ImageGeometry
 
 # (centre x, centre y, radius) of discs in original pixels: small, medium and large, off the pixel grid
 DISCS = [(20.3, 30.7, 4.2), (60.6, 22.1, 6.5), (35.5, 70.25, 11.3), (70.1, 65.9, 24.8)]
@@ -79,3 +80,39 @@ def test_image_masks_paste_like_interpolate_inside_the_box():
         margin = np.zeros_like(expected)
         margin[max(box[1] - 1, 0) : box[3] + 1, max(box[0] - 1, 0) : box[2] + 1] = True
         assert not mask[~margin].any()  # only the box (and its 1-pixel margin) is computed
+
+
+def test_torchvision_paste_rule_is_torchvisions():
+    masks = torch.rand(4, 28, 28, generator=torch.Generator().manual_seed(2))
+    boxes = torch.tensor([[10.3, 20.7, 60.2, 45.1], [-3.0, 5.5, 20.0, 99.9], [70.5, 70.5, 71.2, 71.9],
+                          [0.0, 0.0, 100.0, 100.0]])
+    expected = paste_masks_in_image(masks[:, None], boxes, (HEIGHT, WIDTH))[:, 0].numpy()
+    got = paste_torchvision_masks(masks.numpy(), boxes.numpy(), (HEIGHT, WIDTH))
+    settled = np.abs(expected - 0.5) > 1e-5
+    np.testing.assert_array_equal(got[settled], (expected > 0.5)[settled])
+    assert settled.mean() > 0.999
+
+
+@pytest.mark.parametrize("original", [(300, 451), (451, 300), (120, 80)])
+def test_mmdet_paste_rule_is_mmdetections_two_step_resize(original):
+    """mmdetection (SOLOv2Head._predict_by_feat_single): up to the padded input, crop, to the original, > 0.5."""
+    input_hw, resized = (320, 448), None
+    scale = min(448 / max(original), 320 / min(original))
+    resized = (int(original[0] * scale + 0.5), int(original[1] * scale + 0.5))
+    if resized[0] > input_hw[0]:
+        input_hw = input_hw[::-1]
+    logits = F.interpolate(torch.randn(3, 1, 10, 14, generator=torch.Generator().manual_seed(3)) * 4,
+                           size=(input_hw[0] // 4, input_hw[1] // 4), mode="bilinear")[:, 0]
+    masks = logits.sigmoid()
+    upsampled = F.interpolate(masks[None], size=input_hw, mode="bilinear", align_corners=False)[:, :, :resized[0], :resized[1]]
+    expected = F.interpolate(upsampled, size=original, mode="bilinear", align_corners=False)[0].numpy()
+    boxes = []
+    for mask in upsampled[0] > 0.5:  # the model's boxes: of the upsampled masks, in input pixels
+        rows, columns = np.nonzero(mask.numpy())
+        boxes.append([columns.min(), rows.min(), columns.max() + 1, rows.max() + 1])
+    geometry = ImageGeometry(resized[0] / original[0], resized[1] / original[1], resized, input_hw)
+    in_original = np.array(boxes, np.float64) / ([geometry.scale_x, geometry.scale_y] * 2)
+    got = paste_mmdet_masks(masks.numpy(), in_original, geometry, original)
+    settled = np.abs(expected - 0.5) > 1e-5
+    np.testing.assert_array_equal(got[settled], (expected > 0.5)[settled])
+    assert (expected > 0.5).sum() > 1000

@@ -1,9 +1,10 @@
+import cv2
 import numpy as np
 import pytest
 
 from segtrt import SegtrtError
 from segtrt.runtime.postprocess import detections_to_instances
-from segtrt.runtime.preprocess import Preprocess, letterbox
+from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, letterbox, to_model_input
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right():
@@ -40,3 +41,56 @@ def test_preprocess_serialises_and_rejects_bad_values():
         Preprocess(input_size=(200, 200))
     with pytest.raises(SegtrtError, match="channel_order"):
         Preprocess(channel_order="RBG")
+
+
+def test_keep_ratio_rounds_as_mmcv_and_pads_zero_after_normalisation():
+    preprocess = Preprocess(resize="keep_ratio", scale=(1333, 800), fixed_size=False, input_size=(1344, 1344))
+    # skimage's chelsea, 300x451: mmcv gives 800x1203, so the x scale (2.66741) differs from the y scale (2.66667)
+    assert preprocess.resized_size(300, 451) == (800, 1203)
+    assert preprocess.resized_size(451, 300) == (1203, 800)
+    image = np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8)
+    batch, (geometry,) = to_model_input([image], preprocess)
+    assert batch.shape == (1, 3, 800, 1216)  # padded to a multiple of 32 only
+    assert (geometry.scale_y, geometry.scale_x) == (800 / 300, 1203 / 451) and geometry.resized_hw == (800, 1203)
+    normalised = (batch[0] - np.array(IMAGENET_MEAN, np.float32)[:, None, None]) / np.array(IMAGENET_STD)[:, None, None]
+    assert (normalised[:, :, 1203:] == 0).all()  # mmdetection pads after normalisation
+    np.testing.assert_array_equal(batch[0, :, :800, :1203].transpose(1, 2, 0),
+                                  cv2.resize(image, (1203, 800), interpolation=cv2.INTER_LINEAR))
+
+
+@pytest.mark.parametrize("shape", [(300, 451), (480, 270), (123, 77)])
+def test_min_max_resize_is_torchvisions_transform(shape):
+    import torch
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    transform = GeneralizedRCNNTransform(320, 512, [m / 255 for m in IMAGENET_MEAN], [s / 255 for s in IMAGENET_STD])
+    preprocess = Preprocess(resize="min_max", scale=(512, 320), fixed_size=False, input_size=(512, 512))
+    image = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    images, _ = transform([torch.from_numpy(image).permute(2, 0, 1).float() / 255])
+    batch, (geometry,) = to_model_input([image], preprocess)
+    assert geometry.resized_hw == tuple(images.image_sizes[0]) and batch.shape[2:] == images.tensors.shape[2:]
+    normalised = (batch[0] - np.array(IMAGENET_MEAN, np.float32)[:, None, None]) / np.array(IMAGENET_STD)[:, None, None]
+    np.testing.assert_allclose(normalised, images.tensors[0].numpy(), atol=2e-5)
+
+
+def test_a_fixed_size_graph_gets_its_size_and_large_images_fit_it():
+    preprocess = Preprocess(resize="keep_ratio", scale=(1333, 800), input_size=(800, 1344))
+    image = np.zeros((300, 451, 3), np.uint8)
+    portrait = np.zeros((451, 300, 3), np.uint8)
+    batch, geometries = to_model_input([image, portrait], preprocess)
+    assert batch.shape == (2, 3, 800, 1344)
+    assert geometries[0].resized_hw == (800, 1203)  # fits: mmdetection's size
+    assert geometries[1].resized_hw == (800, 532)  # 1203 rows do not fit 800: scaled down further
+
+
+def test_old_metadata_reads_as_letterbox_and_new_fields_round_trip():
+    old = {"input_size": [256, 256], "resize": "letterbox", "pad_value": 0, "mean": list(IMAGENET_MEAN),
+           "std": list(IMAGENET_STD), "channel_order": "RGB"}
+    assert Preprocess.from_dict(old) == Preprocess(input_size=(256, 256))
+    imported = Preprocess(resize="min_max", scale=(1333, 800), fixed_size=False, input_size=(1344, 1344),
+                          paste="torchvision")
+    assert Preprocess.from_dict(imported.to_dict()) == imported
+    with pytest.raises(SegtrtError, match="needs scale"):
+        Preprocess(resize="keep_ratio")
+    with pytest.raises(SegtrtError, match="unknown paste rule"):
+        Preprocess(paste="detectron2")

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from segtrt import SegtrtError
-from segtrt.models import build_model, predict
+from segtrt.models import build_model, predict, seeded_model
+from segtrt.models.solo_ops import point_nms
 from segtrt.models.matrix_nms import MatrixNMS, matrix_nms
 from segtrt.models.mmdet_keys import load_mmdet_state_dict, mmdet_to_segtrt
 from segtrt.models.solo_targets import assign_targets
@@ -366,3 +367,29 @@ def test_decoupled_solo_deploys_the_masks_it_trains(upsample_logits, levels):
             trained = torch.cat([model._cell_masks(head_outputs, image, level, cells)
                                  for level, cells in level_cells.items()])
             torch.testing.assert_close(deployed[image], trained)
+
+
+def test_max_candidates_zero_is_the_cap_free_rule_and_equals_a_cap_that_holds_every_candidate(kind="solov2"):
+    """max_candidates=0 rescores every cell (mmdetection's rule); a cap K changes nothing while at most K
+    pairs pass score_thr, and drops pairs (mmdetection ranks after rescoring) once more do."""
+    capped = seeded_model(kind, num_classes=3, score_thr=0.5, max_candidates=3000).eval()
+    every_cell = build_model(kind, num_classes=3, score_thr=0.5, max_candidates=0).eval()
+    every_cell.load_state_dict(capped.state_dict())
+    images = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(4)) * 255
+    with torch.no_grad():
+        expected, got = capped(images), every_cell(images)
+        categories = capped.mask_head(capped._pyramid(images))[1]
+    passing = sum(int((point_nms(c.sigmoid()) > 0.5).sum()) for c in categories)
+    assert 0 < passing <= 3000
+    assert int(got[0].min()) > 5
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(a, b)
+    small_cap = build_model(kind, num_classes=3, score_thr=0.5, max_candidates=5).eval()
+    small_cap.load_state_dict(capped.state_dict())
+    with torch.no_grad():
+        assert not torch.equal(small_cap(images)[2], got[2])
+
+
+def test_max_candidates_respects_tensorrts_topk_limit():
+    with pytest.raises(SegtrtError, match="K < 3840"):
+        build_model("solov2", num_classes=3, max_candidates=3840)

@@ -26,23 +26,17 @@ def blobs(count: int, height: int, width: int, seed: int, noise: float = 0.0) ->
     return masks + noise * torch.rand(masks.shape, generator=generator)
 
 
-def upsampled_rule(probs, size):
-    return masks_to_boxes(resize_bilinear(probs, size) > THRESHOLD)
+def upsampled_rule(probs, scale):
+    return masks_to_boxes(resize_bilinear(probs, (scale * probs.shape[-2], scale * probs.shape[-1])) > THRESHOLD)
 
 
 @pytest.mark.parametrize("scale", [4, 3, 2, 1])
 @pytest.mark.parametrize("noise", [0.0, 0.3])
 def test_equals_the_upsampled_rule(scale, noise):
     probs = blobs(40, 13, 19, seed=scale, noise=noise)
-    size = (13 * scale, 19 * scale)
-    expected = upsampled_rule(probs, size)
+    expected = upsampled_rule(probs, scale)
     assert (expected.sum(-1) == 0).any() and (expected.sum(-1) > 0).any()  # empty and non-empty masks both met
-    assert torch.equal(upsampled_mask_boxes(probs, size, THRESHOLD), expected)
-
-
-def test_non_integer_scales_fall_back_to_the_upsampled_rule():
-    probs = blobs(10, 12, 12, seed=7)
-    assert torch.equal(upsampled_mask_boxes(probs, (40, 30), THRESHOLD), upsampled_rule(probs, (40, 30)))
+    assert torch.equal(upsampled_mask_boxes(probs, scale, THRESHOLD), expected)
 
 
 def test_thin_ridges_barely_over_the_threshold():
@@ -51,19 +45,21 @@ def test_thin_ridges_barely_over_the_threshold():
     generator = torch.Generator().manual_seed(3)
     speckle = torch.rand(1, 200, 16, 24, generator=generator) > 0.9
     probs = speckle * (THRESHOLD + 0.1 * torch.rand(1, 200, 16, 24, generator=generator))
-    assert torch.equal(upsampled_mask_boxes(probs, (64, 96), THRESHOLD), upsampled_rule(probs, (64, 96)))
+    assert torch.equal(upsampled_mask_boxes(probs, 4, THRESHOLD), upsampled_rule(probs, 4))
 
 
-def test_onnx_runtime_gives_the_same_boxes():
+def test_onnx_runtime_gives_the_same_boxes_at_any_exported_size():
     onnxruntime = pytest.importorskip("onnxruntime")
 
     class Boxes(torch.nn.Module):
         def forward(self, probs):
-            return upsampled_mask_boxes(probs, (52, 76), THRESHOLD)
+            return upsampled_mask_boxes(probs, 4, THRESHOLD)
 
-    probs = blobs(30, 13, 19, seed=11, noise=0.3)
     buffer = io.BytesIO()
-    torch.onnx.export(Boxes(), (probs,), buffer, dynamo=False, opset_version=17)
+    torch.onnx.export(Boxes(), (blobs(30, 13, 19, seed=11),), buffer, dynamo=False, opset_version=17,
+                      input_names=["probs"], dynamic_axes={"probs": {2: "h", 3: "w"}})
     session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    boxes = session.run(None, {session.get_inputs()[0].name: probs.numpy()})[0]
-    np.testing.assert_array_equal(boxes, upsampled_rule(probs, (52, 76)).numpy())
+    for height, width in [(13, 19), (24, 10)]:  # the traced size and another
+        probs = blobs(30, height, width, seed=height, noise=0.3)
+        boxes = session.run(None, {"probs": probs.numpy()})[0]
+        np.testing.assert_array_equal(boxes, upsampled_rule(probs, 4).numpy())

@@ -17,6 +17,8 @@ from segtrt import SegtrtError, __version__
 SUBCOMMANDS = {
     "synth": ("segtrt.data.synth", "generate a synthetic COCO-format instance segmentation set"),
     "train": ("segtrt.training.train", "train Mask R-CNN, SOLOv2 or SOLO"),
+    "import": ("segtrt.models.import_cli", "an mmdetection SOLO/SOLOv2 or torchvision Mask R-CNN checkpoint -> a segtrt "
+                                           "checkpoint (options, classes, pre-processing)"),
     "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint or ONNX file"),
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),

@@ -24,6 +24,11 @@ from segtrt.runtime.preprocess import Preprocess
 
 OPSET = 17
 BATCH_DIM = "batch"
+SIZE_DIMS = ("height", "width")  # the input's dynamic dims (SOLO/SOLOv2 without a fixed size)
+MASK_DIMS = ("mask_height", "mask_width")
+# A dynamic-size graph is traced at this size (or input_size where smaller): non-square, so a swapped
+# height/width shows, and small, since SOLO's every-cell candidates grow with the input.
+TRACE_SIZE = (256, 320)
 
 
 @dataclasses.dataclass
@@ -53,7 +58,9 @@ def export_onnx(
 ) -> ExportSummary:
     """Export an eval-mode segtrt model to `path` (written atomically) and return a summary.
 
-    The input is [batch_size or dynamic, 3, H, W] with (H, W) = preprocess.input_size.
+    The input is [batch_size or dynamic, 3, H, W] with (H, W) = preprocess.input_size, or dynamic H and W
+    (multiples of the size divisor, up to input_size) for a SOLO/SOLOv2 pre-processing without fixed_size.
+    Mask R-CNN always exports at a fixed size: such a pre-processing is recorded with fixed_size.
     `source` (the checkpoint's sha256) is recorded in the metadata, so a stale export can be told apart.
     Raises SegtrtError for a flavour, batch or size the model cannot take.
     """
@@ -73,6 +80,8 @@ def export_onnx(
     from segtrt.models import check_normalisation
 
     check_normalisation(model, preprocess)
+    if not preprocess.fixed_size and model.kind == "maskrcnn":
+        preprocess = dataclasses.replace(preprocess, fixed_size=True)
     start = time.perf_counter()
     graph, info = trace_to_onnx(model, flavour, class_names, preprocess, batch_size, dynamic_batch)
     info = dataclasses.replace(info, source=source)
@@ -106,7 +115,9 @@ def trace_to_onnx(model, flavour, class_names, preprocess, batch_size=1, dynamic
     from segtrt.export.plugin_nodes import plugin_nodes
     from segtrt.models.backend import model_info
 
-    height, width = preprocess.input_size
+    dynamic_size = not preprocess.fixed_size
+    height, width = (min(a, b) for a, b in zip(TRACE_SIZE, preprocess.input_size)) if dynamic_size \
+        else preprocess.input_size
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch_size, 3, height, width, generator=generator) * 255
     model.eval()
@@ -118,13 +129,27 @@ def trace_to_onnx(model, flavour, class_names, preprocess, batch_size=1, dynamic
             model, (images,), buffer, dynamo=False, opset_version=OPSET,
             custom_opsets={PLUGIN_DOMAIN: 1} if flavour == "trt" else None,
             input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_axes={name: {0: BATCH_DIM} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic_batch else None,
+            dynamic_axes=_dynamic_axes(dynamic_batch, dynamic_size),
         )
     graph = onnx.load_from_string(buffer.getvalue())
+    batch_dim = BATCH_DIM if dynamic_batch else batch_size
     for value, output in zip(graph.graph.output, outputs):
-        _set_shape(value, [BATCH_DIM if dynamic_batch else batch_size, *output.shape[1:]])
+        dims = [batch_dim, *output.shape[1:]]
+        if dynamic_size and value.name == "masks":
+            dims[2:] = MASK_DIMS
+        _set_shape(value, dims)
     info = model_info(model, class_names, preprocess, flavour, dict(zip(OUTPUT_NAMES, outputs)))
     return graph, info
+
+
+def _dynamic_axes(dynamic_batch: bool, dynamic_size: bool) -> dict | None:
+    axes: dict = {}
+    if dynamic_batch:
+        axes = {name: {0: BATCH_DIM} for name in (INPUT_NAME, *OUTPUT_NAMES)}
+    if dynamic_size:
+        axes.setdefault(INPUT_NAME, {}).update({2: SIZE_DIMS[0], 3: SIZE_DIMS[1]})
+        axes.setdefault("masks", {}).update({2: MASK_DIMS[0], 3: MASK_DIMS[1]})
+    return axes or None
 
 
 def check_graph(graph) -> None:

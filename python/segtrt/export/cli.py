@@ -1,8 +1,10 @@
 """`segtrt export`: a checkpoint -> ONNX files (trt and/or portable flavour) with the segtrt metadata.
 
-Input height and width are fixed at export (the letterbox size; the anchors, grids
-and masks depend on it); the batch is fixed too unless --dynamic-batch (SOLO and
-SOLOv2 only).
+Input height and width are fixed at export (the letterbox size; Mask R-CNN's anchors
+depend on it), except for SOLO/SOLOv2 checkpoints whose pre-processing has no fixed
+size (imported keep-ratio models): their graph takes any height and width, as the
+source framework pads each batch to a multiple of 32 only. --input-size fixes it.
+The batch is fixed too unless --dynamic-batch (SOLO and SOLOv2 only).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def add_arguments(parser) -> None:
     batch.add_argument("--batch", type=int, default=1, help="fixed batch size (default 1)")
     batch.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension (SOLO/SOLOv2 only)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="input height and width, multiples of 32 (default: the checkpoint's pre-processing)")
+                        help="a fixed input height and width, multiples of 32 (default: the checkpoint's "
+                        "pre-processing; imported SOLO/SOLOv2 models: any size)")
     parser.add_argument("--simplify", action=argparse.BooleanOptionalAction, default=True,
                         help="simplify with onnxslim (default on)")
     parser.add_argument("--check", action="store_true",
@@ -44,7 +47,7 @@ def main(args) -> int:
     source = file_sha256(args.checkpoint)
     preprocess = meta["preprocess"]
     if args.input_size:
-        preprocess = dataclasses.replace(preprocess, input_size=tuple(args.input_size))
+        preprocess = dataclasses.replace(preprocess, input_size=tuple(args.input_size), fixed_size=True)
     flavours = ("trt", "portable") if args.flavour == "both" else (args.flavour,)
     summaries = []
     for flavour in flavours:

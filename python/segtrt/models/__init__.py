@@ -23,7 +23,7 @@ MODELS = {
     "solov2": ("segtrt.models.solo", "SOLOv2"),
     "solo": ("segtrt.models.solo", "SOLO"),
 }
-BACKBONES = ("resnet50", "edge")  # see segtrt.models.backbone
+BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "edge")  # see segtrt.models.backbone
 
 
 def model_class(kind: str):
@@ -76,8 +76,9 @@ def deployable_outputs(model, images) -> dict[str, np.ndarray]:
 def predict(model, images, scales=1.0, original_sizes=None) -> list[dict]:
     """Instances per image {"boxes", "scores", "labels", "masks" bool [n, h, w]} in original pixels.
 
-    images: letterboxed [B, 3, H, W]; scales and original_sizes: each image's letterbox
-    scale and (h, w), by default the input itself.
+    images: pre-processed [B, 3, H, W]; scales and original_sizes: each image's letterbox
+    scale or ImageGeometry (segtrt.runtime.preprocess.to_model_input) and (h, w), by default
+    the input itself. Masks are pasted by segtrt's rule.
     """
     from segtrt.runtime.postprocess import detections_to_instances
 

@@ -1,8 +1,10 @@
 """Backbones with a feature pyramid (P2-P6) shared by Mask R-CNN, SOLOv2 and SOLO.
 
-Two choices:
-- "resnet50": torchvision's ResNet-50 + FPN with FrozenBatchNorm2d, so users'
-  torchvision and mmdetection checkpoints load (state-dict keys are torchvision's).
+Two families:
+- "resnet18", "resnet34", "resnet50", "resnet101": torchvision's ResNets + FPN with
+  FrozenBatchNorm2d, so users' torchvision and mmdetection checkpoints load
+  (state-dict keys are torchvision's; mmdetection's ResNet with style="pytorch" has
+  the same modules and strides).
 - "edge": a small ResNet-style network with trainable BatchNorm, for the models we
   train from scratch and ship (a few MB, fast on a Jetson).
 
@@ -16,7 +18,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torchvision.models import resnet50
+from torchvision.models import resnet18, resnet34, resnet50, resnet101
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
@@ -25,23 +27,31 @@ from segtrt import SegtrtError
 from segtrt.models import BACKBONES
 
 PYRAMID_STRIDES = (4, 8, 16, 32, 64)
+# name -> (constructor, C2..C5 channels)
+RESNETS = {
+    "resnet18": (resnet18, (64, 128, 256, 512)),
+    "resnet34": (resnet34, (64, 128, 256, 512)),
+    "resnet50": (resnet50, (256, 512, 1024, 2048)),
+    "resnet101": (resnet101, (256, 512, 1024, 2048)),
+}
 
 
 def build_backbone(name: str, fpn_channels: int | None = None) -> nn.Module:
-    """A backbone + FPN by name; `fpn_channels` defaults to 256 (resnet50) or 96 (edge)."""
-    if name == "resnet50":
-        return _resnet50_fpn(fpn_channels or 256)
+    """A backbone + FPN by name; `fpn_channels` defaults to 256 (ResNets) or 96 (edge)."""
+    if name in RESNETS:
+        return _resnet_fpn(name, fpn_channels or 256)
     if name == "edge":
         return EdgeBackboneWithFPN(fpn_channels or 96)
     raise SegtrtError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
-def _resnet50_fpn(fpn_channels: int) -> nn.Module:
-    body = resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+def _resnet_fpn(name: str, fpn_channels: int) -> nn.Module:
+    constructor, channels = RESNETS[name]
+    body = constructor(weights=None, norm_layer=FrozenBatchNorm2d)
     backbone = BackboneWithFPN(
         body,
         return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
-        in_channels_list=[256, 512, 1024, 2048],
+        in_channels_list=list(channels),
         out_channels=fpn_channels,
         extra_blocks=LastLevelMaxPool(),
     )

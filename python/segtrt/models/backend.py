@@ -12,23 +12,30 @@ import numpy as np
 from segtrt.models import deployable_outputs
 from segtrt.runtime.backends import Backend
 from segtrt.runtime.model_info import ModelInfo
-from segtrt.runtime.preprocess import Preprocess
+from segtrt.runtime.preprocess import SIZE_DIVISOR, Preprocess
 
 FLAVOUR = "pytorch"
 
 
 def model_info(model, class_names, preprocess: Preprocess, flavour: str = FLAVOUR, outputs=None) -> ModelInfo:
-    """The ModelInfo of a model's deployable forward; `outputs` (its contract arrays) are computed when not given."""
+    """The ModelInfo of a model's deployable forward; `outputs` (its contract arrays) are computed when not given.
+
+    A model without a fixed input size (imported models, whose largest input would make this probe slow) is
+    probed at a small size; its image-frame mask_size is then given at its largest input.
+    """
     if outputs is None:
-        height, width = preprocess.input_size
-        outputs = deployable_outputs(model, np.zeros((1, 3, height, width), np.float32))
+        probe = preprocess.input_size if preprocess.fixed_size else (2 * SIZE_DIVISOR, 2 * SIZE_DIVISOR)
+        outputs = deployable_outputs(model, np.zeros((1, 3, *probe), np.float32))
+    mask_size = tuple(int(size) for size in outputs["masks"].shape[-2:])
+    if model.mask_frame == "image" and not preprocess.fixed_size:
+        mask_size = tuple(size // model.mask_stride for size in preprocess.input_size)
     return ModelInfo(
         kind=model.kind,
         flavour=flavour,
         class_names=tuple(class_names),
         preprocess=preprocess,
         max_detections=int(outputs["boxes"].shape[1]),
-        mask_size=tuple(int(size) for size in outputs["masks"].shape[-2:]),
+        mask_size=mask_size,
         mask_frame=model.mask_frame,
     )
 

@@ -57,7 +57,7 @@ def read_checkpoint(path) -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise SegtrtError(
             f"{path} is not a segtrt checkpoint (no format {FORMAT!r}); "
-            "to start from torchvision or mmdetection weights, use the model's load_* functions"
+            "to start from torchvision or mmdetection weights, convert them with `segtrt import`"
         )
     return checkpoint
 

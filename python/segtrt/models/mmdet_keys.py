@@ -1,4 +1,6 @@
-"""Load mmdetection SOLO / Decoupled SOLO / SOLOv2 (ResNet-50 + FPN) weights into segtrt's models.
+"""Load mmdetection SOLO / Decoupled SOLO / SOLOv2 (ResNet-18/34/50/101 + FPN) weights into segtrt's models.
+
+`segtrt import --from mmdet` (segtrt.models.importers) reads the file and the config and calls this.
 
 Build a Decoupled SOLO with the option decoupled=True; the heads keep mmdetection's names either way.
 
@@ -12,7 +14,7 @@ Key mapping, mmdetection -> segtrt (applied in this order, first match wins):
 
 mmdetection's FPN with num_outs=5 and no extra convs makes P6 by a stride-2 max
 pool of P5, as torchvision's LastLevelMaxPool does, so no weights are missing.
-Any other key is an error: the file is not a SOLO/SOLOv2 ResNet-50 checkpoint.
+Any other key is an error: the file is not a SOLO/SOLOv2 ResNet checkpoint.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def mmdet_key(key: str) -> str | None:
     for pattern, replacement in RULES:
         if pattern.match(key):
             return pattern.sub(replacement, key)
-    raise SegtrtError(f"mmdetection key {key!r} is not part of a SOLO/SOLOv2 ResNet-50 model")
+    raise SegtrtError(f"mmdetection key {key!r} is not part of a SOLO/SOLOv2 ResNet model")
 
 
 def mmdet_to_segtrt(state_dict: dict) -> dict:
@@ -53,7 +55,7 @@ def mmdet_to_segtrt(state_dict: dict) -> dict:
 
 
 def load_mmdet_state_dict(model, state_dict: dict) -> None:
-    """Load mmdetection weights into a segtrt SOLO/SOLOv2 model built with backbone="resnet50".
+    """Load mmdetection weights into a segtrt SOLO/SOLOv2 model built with a ResNet backbone.
 
     The model's num_classes and head options must match the mmdetection config
     (e.g. SOLOv2-R50: feat_channels 512, mask_out_channels 256, the defaults).
@@ -67,16 +69,3 @@ def load_mmdet_state_dict(model, state_dict: dict) -> None:
             f"mmdetection weights do not fit this {model.kind} model ({model.backbone_name}, "
             f"{model.num_classes} classes): {detail}"
         ) from None
-
-
-def load_mmdet_checkpoint(model, path) -> None:
-    """Read an mmdetection .pth file (tensors only, weights_only=True) and load it into `model`."""
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise SegtrtError(f"mmdetection checkpoint {path} does not exist") from None
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise SegtrtError(f"cannot read mmdetection checkpoint {path}: {str(error).splitlines()[0]}") from None
-    load_mmdet_state_dict(model, checkpoint)

@@ -5,13 +5,21 @@ Both models share everything but the way a grid cell's mask is made:
 - SOLO: every cell has its own mask channel (S^2 channels per level).
 
 The deployable `forward` has static shapes: category scores (after point NMS)
-below `score_thr` are zeroed rather than removed, the best `nms_pre`
-(cell, class) pairs of the whole pyramid go on, masks too small for their level
+below `score_thr` are zeroed rather than removed, masks too small for their level
 are zeroed, scores are rescored by maskness, and `MatrixNMS` (one module the
-export stage swaps for a plugin node) keeps at most `max_detections`. When at
-most `nms_pre` pairs pass `score_thr` (always, in practice) this is exactly
-mmdetection's result; otherwise mmdetection ranks the pairs after maskness
-rescoring, we before.
+export stage swaps for a plugin node) keeps the best `nms_pre` rescored pairs and
+returns at most `max_detections`. Two caps, two options:
+
+- `max_candidates` = 0 (the ResNet models' default): mmdetection's rule. Every grid
+  cell's mask is computed, so every (cell, class) pair above `score_thr` is rescored
+  before `nms_pre` cuts: exactly mmdetection's result. Cost: one mask per cell,
+  sum(S^2) of them (3872 for COCO's grids), each (H/4 x W/4) float32: 1.0 GB and
+  67 G multiply-adds of mask products (SOLOv2, 256 kernel channels) at 800x1344.
+- `max_candidates` = K > 0 (the edge models' default, K = 500): the best K pairs by
+  raw score go on, K masks are computed (memory and time grow with K x H/4 x W/4),
+  and only they are rescored. Equal to mmdetection whenever at most K pairs pass
+  `score_thr`; otherwise mmdetection ranks after rescoring, this before. K is a
+  TopK: TensorRT takes K < 3840.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from segtrt.models.matrix_nms import MatrixNMS
 from segtrt.models.solo_heads import DecoupledSOLOHead, SOLOHead, SOLOv2Head
 from segtrt.models.solo_ops import gather_rows, point_nms, resize_bilinear, upsampled_mask_boxes
 from segtrt.models.solo_targets import assign_targets, resize_masks
+from segtrt.engine.parser_support import TOPK_MAX_K
 from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 STRIDES = [8, 8, 16, 32, 32]  # of the heads' inputs, after resize_levels
@@ -44,6 +53,7 @@ COMMON_DEFAULTS = {
     "score_thr": 0.1,
     "mask_thr": 0.5,
     "nms_pre": 500,
+    "max_candidates": 0,  # pre-rescoring cap (see the module docstring); 0: every cell, mmdetection's rule
     "nms_kernel": "gaussian",
     "nms_sigma": 2.0,
     "filter_thr": 0.05,
@@ -57,6 +67,7 @@ EDGE_DEFAULTS = {
     "scale_ranges": [[1, 24], [12, 48], [24, 96], [48, 192], [96, 512]],
     "min_mask_area": [2, 2, 4, 8, 8],
     "norm_groups": 16,
+    "max_candidates": 500,
 }
 HEAD_DEFAULTS = {
     ("solov2", "resnet50"): {"feat_channels": 512, "stacked_convs": 4, "mask_feat_channels": 128, "mask_out_channels": 256},
@@ -77,7 +88,7 @@ def resolve_options(kind: str, backbone: str, options: dict) -> dict:
     resolved = dict(COMMON_DEFAULTS)
     if backbone == "edge":
         resolved.update(EDGE_DEFAULTS)
-    resolved.update(HEAD_DEFAULTS.get((kind, backbone), HEAD_DEFAULTS[(kind, "edge")]))
+    resolved.update(HEAD_DEFAULTS[(kind, "edge" if backbone == "edge" else "resnet50")])
     unknown = sorted(set(options) - set(resolved))
     if unknown:
         raise SegtrtError(f"unknown {kind} option(s) {', '.join(unknown)}; known options: {', '.join(sorted(resolved))}")
@@ -100,7 +111,8 @@ class _SOLOBase(nn.Module):
     """
 
     kind = ""
-    mask_frame = "image"  # forward's masks span the letterboxed input, at the mask-feature stride 4
+    mask_frame = "image"  # forward's masks span the padded input, at the mask-feature stride
+    mask_stride = 4
 
     def __init__(self, num_classes: int, backbone: str = "edge", mean=IMAGENET_MEAN, std=IMAGENET_STD, **options):
         super().__init__()
@@ -110,6 +122,9 @@ class _SOLOBase(nn.Module):
         opts = self.options
         if not len(opts["num_grids"]) == len(opts["scale_ranges"]) == len(opts["min_mask_area"]) == len(STRIDES):
             raise SegtrtError(f"num_grids, scale_ranges and min_mask_area need {len(STRIDES)} entries, one per level")
+        if not 0 <= opts["max_candidates"] < TOPK_MAX_K:
+            raise SegtrtError(f"max_candidates must lie in 0..{TOPK_MAX_K - 1} (0: every cell; K is a TopK and "
+                              f"TensorRT takes K < {TOPK_MAX_K}), got {opts['max_candidates']}")
         self.backbone = build_backbone(backbone, opts["fpn_channels"])
         self.mask_head = self._build_head(self.backbone.out_channels)
         self.matrix_nms = MatrixNMS(
@@ -140,7 +155,7 @@ class _SOLOBase(nn.Module):
         upsampling them: see upsampled_mask_boxes).
         """
         opts = self.options
-        batch, _, height, width = images.shape
+        batch = images.shape[0]
         head_outputs = self.mask_head(self._pyramid(images))
         categories = head_outputs[1]  # both heads: (mask source, category logits, ...)
         cell_scores = torch.cat(
@@ -148,22 +163,48 @@ class _SOLOBase(nn.Module):
         )
         pair_scores = cell_scores.flatten(1)
         pair_scores = pair_scores * (pair_scores > opts["score_thr"])
-        top = min(opts["nms_pre"], pair_scores.shape[1]) if opts["nms_pre"] > 0 else pair_scores.shape[1]
-        scores, pairs = pair_scores.topk(top, dim=1)
-        cells = torch.div(pairs, self.num_classes, rounding_mode="floor")
-        labels = pairs - cells * self.num_classes
-
-        probs = self._candidate_masks(head_outputs, cells)  # [B, K, H/4, W/4]
-        binary = (probs > opts["mask_thr"]).to(probs.dtype)
-        area = binary.sum((2, 3))
-        maskness = (probs * binary).sum((2, 3)) / area.clamp(min=1)
-        scores = scores * maskness * (area > self.cell_min_area[cells])
-
+        if opts["max_candidates"]:
+            probs, scores, labels = self._capped_candidates(head_outputs, pair_scores, opts["max_candidates"])
+        else:
+            probs, scores, labels = self._every_cell_candidates(head_outputs, pair_scores, opts["nms_pre"])
         count, keep, det_scores, det_labels = self.matrix_nms(probs, scores, labels)
         kept = (keep >= 0).to(probs.dtype)
         masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
-        boxes = upsampled_mask_boxes(masks, (height, width), opts["mask_thr"])
+        boxes = upsampled_mask_boxes(masks, self.mask_stride, opts["mask_thr"])
         return count, boxes, det_scores, det_labels.to(torch.int32), masks
+
+    def _capped_candidates(self, head_outputs, pair_scores: torch.Tensor, cap: int):
+        """The best `cap` (cell, class) pairs of pair_scores [B, N * C] by raw score, rescored by maskness.
+
+        Returns (mask probabilities [B, K, H/4, W/4], scores [B, K], labels [B, K]).
+        """
+        scores, pairs = pair_scores.topk(min(cap, pair_scores.shape[1]), dim=1)
+        cells = torch.div(pairs, self.num_classes, rounding_mode="floor")
+        probs = self._candidate_masks(head_outputs, cells)
+        maskness, large_enough = self._maskness(probs, cells)
+        return probs, scores * maskness * large_enough, pairs - cells * self.num_classes
+
+    def _every_cell_candidates(self, head_outputs, pair_scores: torch.Tensor, nms_pre: int):
+        """mmdetection's rule: every cell's mask, every pair rescored, then the best `nms_pre` pairs.
+
+        Returns (mask probabilities [B, K, H/4, W/4], scores [B, K], labels [B, K]), K = nms_pre.
+        """
+        batch = pair_scores.shape[0]
+        cells = torch.arange(self.cell_min_area.shape[0], device=pair_scores.device).expand(batch, -1)
+        cell_probs = self._candidate_masks(head_outputs, cells)  # [B, N, H/4, W/4]
+        maskness, large_enough = self._maskness(cell_probs, cells)
+        rescored = (pair_scores.reshape(batch, -1, self.num_classes) * (maskness * large_enough)[..., None]).flatten(1)
+        top = min(nms_pre, rescored.shape[1]) if nms_pre > 0 else rescored.shape[1]
+        scores, pairs = rescored.topk(top, dim=1)
+        best_cells = torch.div(pairs, self.num_classes, rounding_mode="floor")
+        return gather_rows(cell_probs, best_cells), scores, pairs - best_cells * self.num_classes
+
+    def _maskness(self, probs: torch.Tensor, cells: torch.Tensor):
+        """(maskness [B, K], 1 where the mask is larger than its level's min_mask_area [B, K]) of probs [B, K, h, w]."""
+        binary = (probs > self.options["mask_thr"]).to(probs.dtype)
+        area = binary.sum((2, 3))
+        maskness = (probs * binary).sum((2, 3)) / area.clamp(min=1)
+        return maskness, (area > self.cell_min_area[cells]).to(probs.dtype)
 
     def _candidate_masks(self, head_outputs, cells: torch.Tensor) -> torch.Tensor:
         """Mask probabilities [B, K, H/4, W/4] of the grid cells [B, K] (indices over the whole pyramid)."""

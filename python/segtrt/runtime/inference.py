@@ -67,9 +67,9 @@ def predict_images(
 
 def _predict_batch(backend: Backend, chunk: list) -> list[Prediction]:
     keys, originals = zip(*chunk)
-    batch, scales = to_model_input(list(originals), backend.info.preprocess)
+    batch, geometries = to_model_input(list(originals), backend.info.preprocess)
     outputs = run_batch(backend, batch)
-    return to_predictions(backend.info, keys, outputs, scales, [image.shape[:2] for image in originals])
+    return to_predictions(backend.info, keys, outputs, geometries, [image.shape[:2] for image in originals])
 
 
 def run_batch(backend: Backend, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -83,9 +83,11 @@ def run_batch(backend: Backend, batch: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def to_predictions(info, keys, outputs: dict, scales, sizes) -> list[Prediction]:
-    """One Prediction per row of a batch's contract outputs; scales and sizes (h, w) per row, as
-    to_model_input gave them and as the original images are."""
-    instances = detections_to_instances(outputs, info.mask_frame, info.preprocess.input_size, scales, sizes)
+    """One Prediction per row of a batch's contract outputs; scales (ImageGeometry, or letterbox scales) and
+    sizes (h, w) per row, as to_model_input gave them and as the original images are."""
+    preprocess = info.preprocess
+    instances = detections_to_instances(outputs, info.mask_frame, preprocess.input_size, scales, sizes,
+                                        preprocess.paste)
     predictions = []
     for index, key in enumerate(keys):
         n = len(instances[index]["labels"])
