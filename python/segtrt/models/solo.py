@@ -33,7 +33,7 @@ from segtrt.models.backbone import build_backbone
 from segtrt.models.losses import dice_loss, sigmoid_focal_loss
 from segtrt.models.matrix_nms import MatrixNMS
 from segtrt.models.solo_heads import DecoupledSOLOHead, SOLOHead, SOLOv2Head
-from segtrt.models.solo_ops import gather_rows, masks_to_boxes, point_nms, resize_bilinear
+from segtrt.models.solo_ops import gather_rows, point_nms, resize_bilinear, upsampled_mask_boxes
 from segtrt.models.solo_targets import assign_targets, resize_masks
 from segtrt.engine.parser_support import TOPK_MAX_K
 from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -151,10 +151,11 @@ class _SOLOBase(nn.Module):
 
         Returns (num_detections int32 [B], boxes [B, D, 4], scores [B, D], labels int32 [B, D],
         masks [B, D, H/4, W/4] probabilities at the mask-feature stride: a quarter of the
-        pixels to move off the GPU; boxes come from the masks upsampled to H x W).
+        pixels to move off the GPU; boxes are those of the masks upsampled to H x W, found without
+        upsampling them: see upsampled_mask_boxes).
         """
         opts = self.options
-        batch, _, height, width = images.shape
+        batch = images.shape[0]
         head_outputs = self.mask_head(self._pyramid(images))
         categories = head_outputs[1]  # both heads: (mask source, category logits, ...)
         cell_scores = torch.cat(
@@ -169,8 +170,7 @@ class _SOLOBase(nn.Module):
         count, keep, det_scores, det_labels = self.matrix_nms(probs, scores, labels)
         kept = (keep >= 0).to(probs.dtype)
         masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
-        full_size = resize_bilinear(masks, (height, width))
-        boxes = masks_to_boxes(full_size > opts["mask_thr"])
+        boxes = upsampled_mask_boxes(masks, self.mask_stride, opts["mask_thr"])
         return count, boxes, det_scores, det_labels.to(torch.int32), masks
 
     def _capped_candidates(self, head_outputs, pair_scores: torch.Tensor, cap: int):

@@ -67,6 +67,10 @@ def create_session(path, provider: str = "cpu", threads: int | None = None):
             "onnxruntime-gpu with CUDA (and TensorRT for 'tensorrt') on a GPU machine, or use --provider cpu"
         )
     options = onnxruntime.SessionOptions()
+    # ONNX Runtime's CPU arena keeps the largest pool a run ever needed and doubled it on the second run
+    # of the same shape (an 800x1216 SOLOv2: peak RSS 581 MB after one run, 1054 MB after two); plain
+    # allocations peak at 634 MB and stay there, no slower (benchmarks/full_size.py --memory).
+    options.enable_cpu_mem_arena = False
     if threads:
         options.intra_op_num_threads = threads
     providers = [ORT_PROVIDERS[provider]]

@@ -1,0 +1,262 @@
+"""Full-size performance of the R50 models: what a user meets at real resolutions.
+
+For each model (kind and input size) it times PyTorch eager and ONNX Runtime on both exported flavours
+(portable; trt with the plugin nodes on their CPU twins) over the same synthetic photos: median and p95
+ms per image, peak resident memory of the process, and where ONNX Runtime spends the portable graph's
+time (its profiler, grouped by stage). Each measurement runs in its own process, so peak memory is
+that backend's alone.
+
+    python benchmarks/full_size.py                                  # the README's table
+    python benchmarks/full_size.py --models solov2:800x1216 --runs 3 --threads 1
+    python benchmarks/full_size.py --checkpoint mine.pt --models solov2:800x1344
+    python benchmarks/full_size.py --memory 100                     # ORT peak RSS over 100 runs
+
+Weights are seeded and random (or a user's checkpoint), with frozen-BatchNorm statistics measured on
+the photos themselves, so activations have a trained network's scale rather than random growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODELS = ("solov2:800x1216", "solov2:800x1344", "maskrcnn:800x1344")
+BACKENDS = ("pytorch", "ort-portable", "ort-trt")
+NUM_CLASSES = 80  # COCO's
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="KIND:HxW")
+    parser.add_argument("--checkpoint", help="a segtrt checkpoint to time instead of seeded R50 weights")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, os.cpu_count() or 1])
+    parser.add_argument("--runs", type=int, default=5, help="timed images per measurement, after one warm-up")
+    parser.add_argument("--memory", type=int, metavar="N",
+                        help="instead: ORT peak RSS after each of N runs of the first model's portable graph")
+    parser.add_argument("--out", default="runs/bench", help="models and results (default runs/bench)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_measure(json.loads(args.worker))))
+        return 0
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = [_parse_model(text) for text in args.models]
+    if args.memory:
+        kind, size = specs[0]
+        files = _prepare(kind, size, args.checkpoint, out)
+        result = _in_worker({"backend": "ort-portable", "files": files, "size": size, "threads": 1,
+                             "runs": args.memory, "warmup": 0, "memory_trace": True})
+        trace = result["peak_rss_trace_mb"]
+        marks = [n for n in (1, 2, 5, 10, 50, 100, args.memory) if n <= len(trace)]
+        print(f"{kind} {size[0]}x{size[1]} portable, 1 thread: peak RSS after "
+              + ", ".join(f"{n} runs {trace[n - 1]:.0f} MB" for n in sorted(set(marks))))
+        growth = trace[-1] / trace[min(5, len(trace)) - 1] - 1
+        print(f"growth after the first 5 runs: {growth:+.1%}")
+        (out / "memory.json").write_text(json.dumps(result, indent=1))
+        return 0
+
+    rows = []
+    for kind, size in specs:
+        files = _prepare(kind, size, args.checkpoint, out)
+        for backend in args.backends:
+            for threads in args.threads:
+                job = {"backend": backend, "files": files, "size": size, "threads": threads,
+                       "runs": args.runs, "warmup": 1, "profile": backend == "ort-portable" and threads == 1}
+                result = _in_worker(job)
+                rows.append({"model": f"{kind} R50 {size[0]}x{size[1]}", **job, **result})
+                print(_row_text(rows[-1]), flush=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    print()
+    print(_table(rows))
+    return 0
+
+
+def _parse_model(text: str):
+    kind, _, size = text.partition(":")
+    height, width = (int(v) for v in size.lower().split("x"))
+    return kind, (height, width)
+
+
+# ---- models and inputs ----------------------------------------------------------------------------
+
+def _prepare(kind: str, size, checkpoint, out: Path) -> dict:
+    """Checkpoint and both exported flavours for (kind, size), made once and reused."""
+    stem = out / f"{kind}_r50_{size[0]}x{size[1]}" if not checkpoint else out / f"{Path(checkpoint).stem}_{size[0]}x{size[1]}"
+    files = {"checkpoint": checkpoint or f"{stem}.pt", "portable": f"{stem}.portable.onnx", "trt": f"{stem}.trt.onnx"}
+    if all(Path(f).is_file() for f in files.values()):
+        return files
+    from segtrt.export import export_onnx
+    from segtrt.models.checkpoint import load_checkpoint, save_checkpoint
+    from segtrt.runtime.preprocess import Preprocess
+
+    if checkpoint:
+        model, class_names, preprocess = _load(checkpoint, load_checkpoint)
+        preprocess = Preprocess.from_dict({**preprocess.to_dict(), "input_size": list(size)})
+    else:
+        model, class_names, preprocess = _seeded_r50(kind, size)
+        save_checkpoint(files["checkpoint"], model, class_names, preprocess)
+    for flavour in ("portable", "trt"):
+        print(f"exporting {files[flavour]} ...", flush=True)
+        export_onnx(model, files[flavour], flavour, class_names, preprocess)
+    return files
+
+
+def _load(checkpoint, load_checkpoint):
+    model, meta = load_checkpoint(checkpoint)
+    return model, meta["class_names"], meta["preprocess"]
+
+
+def _seeded_r50(kind: str, size):
+    """Seeded R50 weights whose frozen BatchNorm statistics are measured on the benchmark photos."""
+    import torch
+
+    from segtrt.models import seeded_model
+    from segtrt.runtime.preprocess import Preprocess
+
+    model = seeded_model(kind, NUM_CLASSES, "resnet50")
+    from torchvision.ops import FrozenBatchNorm2d
+
+    def measure(module, inputs):
+        (x,) = inputs
+        module.running_mean.copy_(x.mean((0, 2, 3)))
+        module.running_var.copy_(x.var((0, 2, 3)))
+
+    hooks = [m.register_forward_pre_hook(measure) for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    with torch.no_grad():
+        model(_photos(size, 2))
+    for hook in hooks:
+        hook.remove()
+    class_names = [f"class{i}" for i in range(NUM_CLASSES)]
+    return model, class_names, Preprocess(input_size=size)
+
+
+def _photos(size, count: int, seed: int = 0):
+    """Synthetic photo-like images [count, 3, H, W] float32 0..255 (segtrt synth's renderer)."""
+    import torch
+
+    from segtrt.data.synth import render_image
+
+    rng = np.random.default_rng(seed)
+    images = np.stack([render_image(rng, size)[0] for _ in range(count)]).transpose(0, 3, 1, 2)
+    return torch.from_numpy(images.astype(np.float32))
+
+
+# ---- one measurement, in its own process ------------------------------------------------------------
+
+def _in_worker(job: dict) -> dict:
+    command = [sys.executable, __file__, "--worker", json.dumps(job)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"measurement {job['backend']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure(job: dict) -> dict:
+    size, runs, warmup = tuple(job["size"]), job["runs"], job["warmup"]
+    images = _photos(size, min(runs + warmup, 3), seed=1).numpy()
+    run = _runner(job)
+    for index in range(warmup):
+        run(images[index % len(images)][None])
+    times, trace = [], []
+    for index in range(runs):
+        start = time.perf_counter()
+        run(images[index % len(images)][None])
+        times.append((time.perf_counter() - start) * 1000)
+        trace.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result = {"median_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
+              "peak_rss_mb": trace[-1]}
+    if job.get("memory_trace"):
+        result["peak_rss_trace_mb"] = trace
+    if job.get("profile"):
+        result["stages_ms"] = _profile(job, images[0][None])
+    return result
+
+
+def _runner(job: dict):
+    threads = job["threads"]
+    if job["backend"] == "pytorch":
+        import torch
+
+        from segtrt.models.checkpoint import load_checkpoint
+
+        torch.set_num_threads(threads)
+        model, _ = load_checkpoint(job["files"]["checkpoint"])
+
+        def run(images):
+            with torch.inference_mode():
+                return model(torch.from_numpy(images))
+        return run
+    from segtrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(job["files"][job["backend"].removeprefix("ort-")], threads=threads)
+
+
+def _profile(job: dict, image) -> dict:
+    """ms per stage of one run of the portable graph, from ONNX Runtime's profiler.
+
+    Stages by the exported node names: backbone (+FPN), heads, SOLOv2's dynamic mask kernels (the
+    top-level MatMul), and post-processing (everything else: scoring, maskness, Matrix NMS, boxes)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()  # the portable graph has no plugin nodes: a plain session
+    options.intra_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(job["files"]["portable"]).with_suffix(""))
+    session = onnxruntime.InferenceSession(job["files"]["portable"], options, providers=["CPUExecutionProvider"])
+    session.run(None, {"images": image})
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    stages = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            stages[_stage(event["name"].removesuffix("_kernel_time"), event["args"]["op_name"])] += event["dur"] / 1000
+    return dict(stages)
+
+
+def _stage(node_name: str, op_type: str) -> str:
+    scope = node_name.split("/")[1] if node_name.startswith("/") and node_name.count("/") > 1 else ""
+    if scope == "backbone":
+        return "backbone"
+    if scope in ("mask_head", "rpn", "roi_heads"):
+        return "heads"
+    if op_type == "MatMul":
+        return "mask kernels"
+    return "post-processing"
+
+
+# ---- output ------------------------------------------------------------------------------------------
+
+def _row_text(row: dict) -> str:
+    return (f"{row['model']:28s} {row['backend']:13s} {row['threads']} thr  median {row['median_ms']:8.0f} ms  "
+            f"p95 {row['p95_ms']:8.0f} ms  peak RSS {row['peak_rss_mb']:6.0f} MB")
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| model | backend | threads | median ms | p95 ms | peak RSS MB | post-processing share |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        stages = row.get("stages_ms")
+        share = f"{stages['post-processing'] / sum(stages.values()):.1%}" if stages else ""
+        lines.append(f"| {row['model']} | {row['backend']} | {row['threads']} | {row['median_ms']:.0f} | "
+                     f"{row['p95_ms']:.0f} | {row['peak_rss_mb']:.0f} | {share} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
