@@ -1,22 +1,28 @@
-"""`segtrt demo`: the whole pipeline on built-in data, as the commands a user would type.
+"""`segtrt demo`: the whole pipeline on the shipped models, as the commands a user would type.
 
-Today the pipeline is: synthetic data -> a brief training run -> evaluation, and for
-every model shipped with segtrt: evaluation in PyTorch, export of the TensorRT graph,
-and evaluation of that graph in ONNX Runtime (plugin nodes on their CPU twins). Each step is printed as the `segtrt`
-command it runs, so the demo doubles as a tutorial.
+For every model shipped with segtrt: export (the TensorRT graph with plugin nodes, and the portable graph),
+calibrate the precision variants (fp16 and TensorRT int8 from the trt graph, int8-cpu from the portable
+one), check each TensorRT-bound file against TensorRT's rules (`segtrt build --check`) and build an engine
+where TensorRT is installed; then one accuracy-vs-precision report over every variant, and a generated
+video streamed through the live runtime (`segtrt run`) with each model. Each step is printed as the `segtrt` command it
+runs, so the demo doubles as a tutorial; synthetic data keeps it self-contained.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 from pathlib import Path
 
 from segtrt import SegtrtError
-from segtrt.models import MODELS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 VALIDATION_SEED = 1000  # never used for training data
+CALIBRATION_SEED = 0  # a training seed: calibration images are not the validation images
+# precision -> the exported flavour it is calibrated from (README "Calibration": int8-cpu is for ONNX
+# Runtime, where the trt flavour's plugin nodes run as slow Python ops)
+VARIANTS = {"fp16": "trt", "int8": "trt", "int8-cpu": "portable"}
 
 
 def shipped_checkpoints() -> dict[str, Path]:
@@ -26,40 +32,82 @@ def shipped_checkpoints() -> dict[str, Path]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="working directory (default runs/demo)")
-    parser.add_argument("--model", default="solov2", choices=list(MODELS),
-                        help="model for the brief training run (default solov2)")
-    parser.add_argument("--train-images", type=int, default=64, help="synthetic training images (default 64)")
+    parser.add_argument("--models", nargs="+", choices=list(shipped_checkpoints()), default=list(shipped_checkpoints()),
+                        help="shipped models to take through the pipeline (default all)")
     parser.add_argument("--val-images", type=int, default=50, help="synthetic validation images (default 50)")
-    parser.add_argument("--iterations", type=int, default=30, help="brief training iterations (default 30)")
+    parser.add_argument("--calib-images", type=int, default=32, help="calibration images (default 32)")
+    parser.add_argument("--frames", type=int, default=120, help="frames of the generated demo video (default 120)")
 
 
 def main(args) -> int:
     out = Path(args.out)
-    train_dir, val_dir = out / "train", out / "val"
-    _run(["synth", "--out", str(train_dir), "--num-images", str(args.train_images), "--seed", "0"])
+    val_dir, calib_dir = out / "val", out / "calib"
     _run(["synth", "--out", str(val_dir), "--num-images", str(args.val_images), "--seed", str(VALIDATION_SEED)])
+    _run(["synth", "--out", str(calib_dir), "--num-images", str(args.calib_images), "--seed", str(CALIBRATION_SEED)])
 
-    brief = out / f"{args.model}_brief.pt"
-    _run(["train", "--model", args.model, "--data", str(train_dir), "--out", str(brief),
-          "--iterations", str(args.iterations), "--warmup", str(max(1, args.iterations // 3)),
-          "--checkpoint-every", str(args.iterations)])
+    variants, exported = [], {}
+    for name in args.models:
+        checkpoint = shipped_checkpoints()[name]
+        exported[name] = {flavour: out / f"{name}.{flavour}.onnx" for flavour in ("trt", "portable")}
+        for flavour, path in exported[name].items():
+            _run(["export", "--checkpoint", str(checkpoint), "--flavour", flavour, "--out", str(path)])
+        variants += [exported[name]["trt"], exported[name]["portable"]]
+        for precision, flavour in VARIANTS.items():
+            variant = out / f"{name}.{precision}.onnx"
+            _run(["calibrate", "--onnx", str(exported[name][flavour]), "--data", str(calib_dir),
+                  "--precision", precision, "--count", str(args.calib_images), "--out", str(variant)])
+            variants.append(variant)
+        engines = _engines(name, exported[name]["trt"], out)
+        variants += engines
 
-    rows = []
-    for name, checkpoint in [*shipped_checkpoints().items(), (f"{args.model}_brief", brief)]:
-        rows.append((name, "PyTorch", _evaluate(["--checkpoint", str(checkpoint)], val_dir, out / f"{name}.pytorch")))
-        if name in shipped_checkpoints():
-            trt_onnx = out / f"{name}.trt.onnx"
-            _run(["export", "--checkpoint", str(checkpoint), "--flavour", "trt", "--out", str(trt_onnx)])
-            rows.append((name, "ORT, trt graph", _evaluate(["--onnx", str(trt_onnx)], val_dir, out / f"{name}.trt")))
+    report_dir = out / "report"
+    _run(["report", "--onnx", *map(str, variants), "--data", str(val_dir), "--out", str(report_dir)])
+
+    from segtrt.data.synth import write_demo_video
+
+    video = write_demo_video(out / "demo_input.mp4", args.frames)
+    print(f"\nwrote {video}: {args.frames} frames of synthetic shapes panning, as a camera would see them")
+    camera_dirs = {name: out / "camera" / name for name in args.models}
+    for name, camera_dir in camera_dirs.items():
+        _run(["run", "--model", str(exported[name]["portable"]), "--source", str(video), "--out", str(camera_dir)])
+
     print()
-    print(_summary(rows, args.val_images))
+    print(_report_table(report_dir))
+    print(_where(report_dir, camera_dirs))
     return 0
 
 
-def _evaluate(model_arguments: list[str], val_dir: Path, stem: Path) -> dict:
-    metrics_path = stem.parent / f"{stem.name}.metrics.json"
-    _run(["eval", *model_arguments, "--data", str(val_dir), "--json", str(metrics_path)])
-    return json.loads(metrics_path.read_text())
+def _engines(name: str, trt_onnx: Path, out: Path) -> list[Path]:
+    """`segtrt build --check` always; the engine itself where TensorRT is installed (none here: say so)."""
+    _run(["build", "--onnx", str(trt_onnx), "--check"])
+    if importlib.util.find_spec("tensorrt") is None:
+        print("TensorRT is not installed here: no engine is built (the check above is what it would build; "
+              "README \"Build a TensorRT engine\" walks a Jetson and a desktop GPU through it)")
+        return []
+    engine = out / f"{name}.engine"
+    _run(["build", "--onnx", str(trt_onnx), "--out", str(engine)])
+    return [engine]
+
+
+def _report_table(report_dir: Path) -> str:
+    """The accuracy-vs-precision rows of report.json as a short table."""
+    rows = json.loads((report_dir / "report.json").read_text())
+    header = f"{'variant':34}{'backend':24}{'mask AP':>9}{'box AP':>8}{'latency ms':>12}{'MB':>7}"
+    lines = ["Accuracy vs precision (segtrt report):", header]
+    for row in rows:
+        lines.append(f"{row['variant'][:33]:34}{row['backend'][:23]:24}{row['mask_ap']:9.3f}{row['box_ap']:8.3f}"
+                     f"{row['latency_ms']:12.1f}{row['size_bytes'] / 1e6:7.1f}")
+    return "\n".join(lines)
+
+
+def _where(report_dir: Path, camera_dirs: dict[str, Path]) -> str:
+    lines = ["", f"report: {report_dir / 'report.html'} (plots), report.md, report.json"]
+    for name, camera_dir in camera_dirs.items():
+        summary = json.loads((camera_dir / "summary.json").read_text())
+        video = next(iter(sorted(camera_dir.glob("*.avi"))), camera_dir)
+        lines.append(f"{name}: video {video} (annotated; JSON Lines beside it), summary {camera_dir / 'summary.json'} "
+                     f"({summary['frames']} frames, {summary['fps']:.1f} FPS)")
+    return "\n".join(lines)
 
 
 def _run(argv: list[str]) -> None:
@@ -69,13 +117,3 @@ def _run(argv: list[str]) -> None:
     status = cli_main(argv)
     if status:
         raise SegtrtError(f"`segtrt {argv[0]}` failed (exit {status}); see the message above")
-
-
-def _summary(rows, val_images: int) -> str:
-    header = f"{'model':18}{'backend':16}{'mask AP':>9}{'AP50':>7}{'AP75':>7}{'box AP':>8}{'boundary F':>12}"
-    lines = [f"Accuracy on {val_images} synthetic validation images (seed {VALIDATION_SEED}):", header]
-    for name, backend, metrics in rows:
-        segm = metrics["segm"]
-        lines.append(f"{name:18}{backend:16}{segm['AP']:9.3f}{segm['AP50']:7.3f}{segm['AP75']:7.3f}"
-                     f"{metrics['bbox']['AP']:8.3f}{metrics['boundary_f']:12.3f}")
-    return "\n".join(lines)
