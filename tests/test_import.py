@@ -287,3 +287,29 @@ def test_bad_mmdet_inputs_are_one_clear_line(mmdet_checkpoint, mmdet_weights, tm
                                                "--config", str(MMDET_CONFIG), "--out", out,
                                                "--set", "max_candidates=4000")
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_mmdet_import_runs_on_a_video_with_its_own_preprocessing(imported_solov2, tmp_path):
+    """`segtrt run` takes an imported checkpoint: each frame gets what `predict` gives that image (keep_ratio
+    resize, mmdetection's paste), at the frame's own size."""
+    import cv2
+
+    from segtrt.data.synth import write_demo_video
+
+    video = write_demo_video(tmp_path / "demo.mp4", num_frames=5)
+    out = tmp_path / "run"
+    assert main(["run", "--model", str(imported_solov2), "--source", str(video), "--out", str(out),
+                 "--max-frames", "3", "--threshold", "0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 3
+    lines = [json.loads(line) for line in (out / summary["sources"][0]["jsonl"]).read_text().splitlines()]
+    ok, frame = cv2.VideoCapture(str(video)).read()
+    assert ok and len(lines) == 3
+    model, meta = load_checkpoint(imported_solov2)
+    backend = TorchBackend(model, meta["class_names"], meta["preprocess"])
+    (expected,) = predict_images(backend, [(0, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))])
+    detections = lines[0]["detections"]
+    assert len(detections) == len(expected.instances["scores"]) > 0
+    np.testing.assert_allclose([d["score"] for d in detections], expected.instances["scores"], rtol=0, atol=1e-6)
+    assert {tuple(d["segmentation"]["size"]) for d in detections} == {frame.shape[:2]}
+    assert [d["category_id"] - 1 for d in detections] == expected.instances["labels"].tolist()
