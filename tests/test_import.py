@@ -60,17 +60,23 @@ def _photo_like(shape, seed):
     return (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
-def torchvision_model(tmp_path_factory):
-    """(torchvision's reference model, its state dict file): 91-way COCO classifier, perturbed weights."""
+def torchvision_reference() -> torch.nn.Module:
+    """torchvision's seeded, perturbed Mask R-CNN (91-way COCO classifier), built as maskrcnn_resnet50_fpn builds
+    every pretrained or fine-tuned model: FrozenBatchNorm2d (with weights=None it uses nn.BatchNorm2d, whose
+    eval arithmetic differs: see BOX_TOLERANCE)."""
     torch.manual_seed(0)
-    # maskrcnn_resnet50_fpn's own construction for pretrained or fine-tuned weights: FrozenBatchNorm2d
-    # (with weights=None it uses nn.BatchNorm2d, whose eval arithmetic differs: see BOX_TOLERANCE)
     body = torchvision.models.resnet50(norm_layer=torchvision.ops.FrozenBatchNorm2d)
     reference = torchvision.models.detection.MaskRCNN(
         _resnet_fpn_extractor(body, trainable_layers=3), num_classes=91,
         max_size=TORCHVISION_SCALE[0], min_size=TORCHVISION_SCALE[1]).eval()
     _perturb_every_tensor(reference)
+    return reference
+
+
+@pytest.fixture(scope="module")
+def torchvision_model(tmp_path_factory):
+    """(torchvision_reference(), its state dict file)."""
+    reference = torchvision_reference()
     path = tmp_path_factory.mktemp("torchvision") / "maskrcnn.pth"
     torch.save(reference.state_dict(), path)
     return reference, path
