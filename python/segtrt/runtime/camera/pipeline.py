@@ -224,7 +224,7 @@ class Pipeline:
                 for row, frame in enumerate(batch):
                     started = time.monotonic()
                     rows = scoring_detections(outputs, row, self.threshold)
-                    prediction = to_predictions(info, [frame.index], rows, [frame.scale], [frame.image.shape[:2]])[0]
+                    prediction = to_predictions(info, [frame.index], rows, [frame.geometry], [frame.image.shape[:2]])[0]
                     written = time.monotonic()
                     source, stats = frame.source, self.stats[frame.source]
                     instances = prediction.instances

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrt import SegtrtError
-from segtrt.runtime.preprocess import to_model_input
+from segtrt.runtime.preprocess import ImageGeometry, to_model_input
 from segtrt.runtime.sources import IMAGE_SUFFIXES, image_files, read_image
 
 # Before the first capture opens: FFmpeg's own log lines would repeat every failed reconnect on stderr.
@@ -128,7 +128,7 @@ class Frame:
     index: int  # its number in its source, from 0
     image: np.ndarray  # RGB uint8 [h, w, 3]
     model_input: np.ndarray  # [1, 3, H, W] float32
-    scale: float  # letterbox scale
+    geometry: ImageGeometry  # where the image lies in model_input, to map detections back
     read_started: float  # time.monotonic() when the read began
     captured: float  # time.monotonic() when the frame was there
     wall_time: float  # time.time() at capture
@@ -310,8 +310,8 @@ class Capture(threading.Thread):
         captured = time.monotonic()
         self.last_frame_at = captured
         image = np.ascontiguousarray(image)
-        model_input, scales = to_model_input([image], self.preprocess)
-        frame = Frame(self.source_index, self.frames, image, model_input, scales[0], started, captured, time.time(),
+        model_input, geometries = to_model_input([image], self.preprocess)
+        frame = Frame(self.source_index, self.frames, image, model_input, geometries[0], started, captured, time.time(),
                       1000 * (captured - started), 1000 * (time.monotonic() - captured))
         self.frames += 1
         self.buffer.put(frame, self.stopping)
