@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
     "build": ("segtrt.engine.cli", "compile an exported ONNX file into a TensorRT engine (--check: validate, no TensorRT)"),
+    "report": ("segtrt.report.cli", "accuracy vs precision: AP, latency and size of each FP32/FP16/INT8 variant: "
+                                    "report.json, report.md, report.html"),
     "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),
     "run": ("segtrt.runtime.camera.run", "live segmentation of cameras, streams, videos and image folders: "
                                          "annotated video, JSON Lines, summary.json"),
