@@ -73,8 +73,10 @@ def sensitivity_plot(row: dict) -> str:
 
 
 def _short_label(row: dict, rows: list[dict]) -> str:
-    """The variant, with the model's kind when the report holds several models."""
-    return row["variant"] if len({r["model"] for r in rows}) == 1 else f"{row['kind']} {row['variant']}"
+    """The variant, under the model's label when the report holds several models."""
+    if len({r["model"] for r in rows}) == 1:
+        return row["variant"]
+    return f"{row['kind']} {row['flavour']}\n{row['variant']}"
 
 
 def _defined(value: float) -> float | None:

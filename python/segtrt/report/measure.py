@@ -28,8 +28,9 @@ CPU_ARITHMETIC = {
     "fp32": (False, "FP32 as exported"),
     "fp16": (True, "FP16 tensors; ORT's CPU provider computes ops lacking FP16 kernels in FP32 between Casts it "
                    "inserts, not in TensorRT's FP16 kernels"),
-    "int8": (True, "TensorRT-style symmetric INT8 Q/DQ: ORT rounds to the INT8 grid at each Q/DQ pair and runs "
-                   "DequantizeLinear -> float op, not TensorRT's INT8 kernels"),
+    "int8": (True, "TensorRT-style symmetric INT8 Q/DQ: ORT rounds to the INT8 grid at each Q/DQ pair as TensorRT "
+                   "does, then computes in its own kernels (float ops after DequantizeLinear, or its INT8 ones where "
+                   "it fuses), not TensorRT's"),
     "int8-cpu": (False, "native: ORT's u8/s8 QLinear kernels, the format for CPUs (TensorRT takes the int8 file)"),
     "int8-mixed": (True, "INT8 Q/DQ as for int8 and FP16 fallback layers as for fp16, both emulated in ORT"),
 }
@@ -195,7 +196,7 @@ def arithmetic(model: ModelFile, provider: str) -> tuple[str, bool, str]:
     emulated, how = CPU_ARITHMETIC[model.info.precision]
     if provider == "cuda":  # CUDA kernels run FP16 natively; INT8 Q/DQ is still not TensorRT's arithmetic
         emulated = model.info.precision in ("int8", "int8-mixed")
-        how = how if emulated else f"{model.info.precision} in ONNX Runtime's CUDA kernels"
+        how = how if emulated else f"{model.info.precision} in ONNX Runtime's CUDA kernels, not TensorRT's"
     return f"onnxruntime-{provider}", emulated, how
 
 

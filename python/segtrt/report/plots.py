@@ -116,7 +116,8 @@ def scatter_svg(points: list[Point], x_label: str, y_label: str, title: str = ""
 
 def grouped_bars_svg(groups: list[tuple[str, list[float | None]]], series: list[tuple[str, str]], y_label: str,
                      title: str = "") -> str:
-    """One group of bars per (label, values); values[i] is drawn in series[i]'s colour, None as "n/a"."""
+    """One group of bars per (label, values); values[i] is drawn in series[i]'s colour, None as "n/a".
+    A label's "\n" breaks it into lines."""
     values = [v for _, group in groups for v in group if v is not None]
     frame = _Frame([0.0, 1.0], nice_ticks(0.0, max(values, default=1.0)))
     parts = frame.axes("", y_label, x_tick_labels=False)
@@ -132,7 +133,9 @@ def grouped_bars_svg(groups: list[tuple[str, list[float | None]]], series: list[
             top = frame.y(value)
             parts.append(f'<rect x="{x + 1:.1f}" y="{top:.1f}" width="{bar - 2:.1f}" '
                          f'height="{frame.bottom - top:.1f}" fill="{colour}"/>')
-        parts.append(_text(frame.left + slot * (index + 0.5), frame.bottom + 18, label, anchor="middle"))
+        for line_index, line in enumerate(label.split("\n")):  # a group's label may take two lines
+            parts.append(_text(frame.left + slot * (index + 0.5), frame.bottom + 16 + 13 * line_index, line,
+                               anchor="middle", size=11))
     parts += _legend(frame, series)
     return frame.svg(title or y_label, parts)
 
