@@ -235,3 +235,28 @@ def test_ap_drops_compare_with_the_fp32_row_of_the_same_model():
     assert rows[0]["mask_ap_drop"] == pytest.approx(0.02) and rows[0]["box_ap_drop"] == pytest.approx(0.05)
     assert rows[1]["mask_ap_drop"] == 0.0
     assert rows[2]["mask_ap_drop"] is None and rows[2]["box_ap_drop"] is None  # model b has no fp32 row
+
+
+def test_latency_times_the_backend_alone_after_warm_up(report):
+    import time
+
+    from segtrt.report.measure import open_dataset, time_backend
+    from segtrt.runtime.backends import Backend
+    from segtrt.runtime.model_info import read_info
+
+    class Sleeper(Backend):
+        """Sleeps 2 ms on warm-up calls, then 20, 40, 60 ms: the timings must be the last three."""
+
+        def __init__(self):
+            self.info, self.name, self.calls = read_info(report.fp32), "sleeper", 0
+
+        def __call__(self, images):
+            self.calls += 1
+            time.sleep(0.002 if self.calls <= 2 else 0.02 * (self.calls - 2))
+            return {"num_detections": np.zeros(len(images), np.int32)}
+
+    backend = Sleeper()
+    timings = time_backend(backend, open_dataset(report.data), warmup=2, count=3)
+    assert backend.calls == 5 and timings["count"] == 3
+    assert 40 <= timings["p50"] < 52 and 40 <= timings["mean"] < 52  # warm-up counted would give 20 and 25
+    assert 58 <= timings["p95"] < 72

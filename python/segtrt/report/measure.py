@@ -165,22 +165,25 @@ def measure_model(model: ModelFile, dataset, settings: Settings) -> dict:
 def time_backend(backend, dataset, warmup: int, count: int | None, progress: str | None = None) -> dict:
     """Per-image latency of `backend` over the first `count` images of `dataset` (all when None; the set
     repeats when it has fewer), after `warmup` untimed calls. Returns {"mean", "p50", "p95"} in ms and
-    "count". The images are decoded and letterboxed before timing starts."""
+    "count". Each image is decoded and letterboxed before its timer starts."""
     from tqdm import tqdm
 
     from segtrt.runtime.inference import run_batch
     from segtrt.runtime.preprocess import to_model_input
 
+    def model_input(index: int):
+        image = dataset.load_image(dataset.image_ids[index % len(dataset)])
+        return to_model_input([image], backend.info.preprocess)[0]
+
     count = len(dataset) if count is None else count
-    ids = [dataset.image_ids[i % len(dataset)] for i in range(count)]
-    inputs = {image_id: to_model_input([dataset.load_image(image_id)], backend.info.preprocess)[0]
-              for image_id in set(ids)}
+    first = model_input(0)
     for _ in range(warmup):
-        run_batch(backend, inputs[ids[0]])
+        run_batch(backend, first)
     timings = []
-    for image_id in tqdm(ids, desc=progress, unit="image", disable=progress is None):
+    for index in tqdm(range(count), desc=progress, unit="image", disable=progress is None):
+        batch = model_input(index)
         start = time.perf_counter()
-        run_batch(backend, inputs[image_id])
+        run_batch(backend, batch)
         timings.append((time.perf_counter() - start) * 1000.0)
     return {"mean": float(np.mean(timings)), "p50": float(np.percentile(timings, 50)),
             "p95": float(np.percentile(timings, 95)), "count": count}
