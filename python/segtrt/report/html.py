@@ -23,6 +23,7 @@ td.number { text-align: right; }
 figure { margin: 16px 0; display: inline-block; vertical-align: top; }
 figcaption { font-size: 13px; color: #444; max-width: 760px; }
 .note { font-size: 12px; color: #555; max-width: 1200px; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 
@@ -37,8 +38,8 @@ def report_html(rows: list[dict], command: str = "") -> str:
                      "model. Emulated rows ran in ONNX Runtime: their latency is not TensorRT's."),
              _figure(size_plot(rows), "Mask AP by object size per variant (n/a: no object of that size).")]
     body += [_figure(sensitivity_plot(row), f"Per-layer sensitivity of {escape(row['model'])} "
-                     f"{escape(row['variant'])}: the error proxy of quantising each layer alone; pink layers "
-                     "fell back to FP16.") for row in rows if sensitivity(row)]
+                     f"{escape(row['variant'])}, most sensitive first: the error proxy of quantising each layer "
+                     "alone; pink layers fell back to float (not INT8).") for row in rows if sensitivity(row)]
     body.append("</section>")
     body += [_table(table) for table in report_tables(rows)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -69,7 +70,7 @@ def sensitivity_plot(row: dict) -> str:
     bars = [(entry["layer"], float(entry["proxy_error"]), FALLBACK_COLOUR if entry["fallback"] else QUANTISED_COLOUR)
             for entry in layers]
     return bars_svg(bars, "error proxy of quantising the layer alone", f"Per-layer sensitivity: {row['variant']}",
-                    legend=[("kept INT8", QUANTISED_COLOUR), ("fell back to FP16", FALLBACK_COLOUR)])
+                    legend=[("kept INT8", QUANTISED_COLOUR), ("fell back to float", FALLBACK_COLOUR)])
 
 
 def _short_label(row: dict, rows: list[dict]) -> str:

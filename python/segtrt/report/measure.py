@@ -32,7 +32,7 @@ CPU_ARITHMETIC = {
                    "does, then computes in its own kernels (float ops after DequantizeLinear, or its INT8 ones where "
                    "it fuses), not TensorRT's"),
     "int8-cpu": (False, "native: ORT's u8/s8 QLinear kernels, the format for CPUs (TensorRT takes the int8 file)"),
-    "int8-mixed": (True, "INT8 Q/DQ as for int8 and FP16 fallback layers as for fp16, both emulated in ORT"),
+    "int8-mixed": (True, "INT8 Q/DQ emulated as for int8; the layers that fell back stay in the graph's float type"),
 }
 
 AP_SUFFIXES = ("AP50", "AP75", "APs", "APm", "APl")  # beside AP (mask_ap, box_ap), as evaluation.coco names them

@@ -17,6 +17,7 @@ from html import escape
 WIDTH, HEIGHT = 760, 380
 MARGIN = {"left": 70, "right": 30, "top": 44, "bottom": 60}  # the legend sits in the top margin
 AXIS_COLOUR, GRID_COLOUR, TEXT_COLOUR = "#333333", "#dddddd", "#222222"
+LEGEND_ROW = 18  # px per row of legend entries
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,13 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 class _Frame:
     """Maps data coordinates to the plot area and draws its axes, grid and labels."""
 
-    def __init__(self, x_ticks, y_ticks, width=WIDTH, height=HEIGHT):
+    def __init__(self, x_ticks, y_ticks, width=WIDTH, height=HEIGHT, legend=()):
         self.x_ticks, self.y_ticks = x_ticks, y_ticks
-        self.width, self.height = width, height
         self.left, self.right = MARGIN["left"], width - MARGIN["right"]
-        self.top, self.bottom = MARGIN["top"], height - MARGIN["bottom"]
+        self.legend = _legend_places(legend, self.left, self.right)
+        extra = LEGEND_ROW * max(len({y for *_, y in self.legend}) - 1, 0)  # rows beyond the first
+        self.width, self.height = width, height + extra
+        self.top, self.bottom = MARGIN["top"] + extra, self.height - MARGIN["bottom"]
 
     def x(self, value: float) -> float:
         low, high = self.x_ticks[0], self.x_ticks[-1]
@@ -96,7 +99,7 @@ def scatter_svg(points: list[Point], x_label: str, y_label: str, title: str = ""
     pad_x = (max(xs) - min(xs)) * 0.1 or max(abs(max(xs)) * 0.1, 1.0)
     pad_y = (max(ys) - min(ys)) * 0.1 or 0.05
     frame = _Frame(nice_ticks(max(min(xs) - pad_x, 0.0), max(xs) + pad_x),
-                   nice_ticks(max(min(ys) - pad_y, 0.0), min(max(ys) + pad_y, 1.0)))
+                   nice_ticks(max(min(ys) - pad_y, 0.0), min(max(ys) + pad_y, 1.0)), legend=legend)
     parts = frame.axes(x_label, y_label)
     placed: list[tuple[float, float, float]] = []  # (x0, x1, baseline) of the labels so far
     for point in points:
@@ -110,7 +113,7 @@ def scatter_svg(points: list[Point], x_label: str, y_label: str, title: str = ""
             baseline += 14  # points close together: stack their labels instead of printing one over another
         placed.append((x0, x0 + width, baseline))
         parts.append(_text(x0, baseline, point.label))
-    parts += _legend(frame, legend)
+    parts += _legend(frame)
     return frame.svg(title or f"{y_label} against {x_label}", parts)
 
 
@@ -119,7 +122,7 @@ def grouped_bars_svg(groups: list[tuple[str, list[float | None]]], series: list[
     """One group of bars per (label, values); values[i] is drawn in series[i]'s colour, None as "n/a".
     A label's "\n" breaks it into lines."""
     values = [v for _, group in groups for v in group if v is not None]
-    frame = _Frame([0.0, 1.0], nice_ticks(0.0, max(values, default=1.0)))
+    frame = _Frame([0.0, 1.0], nice_ticks(0.0, max(values, default=1.0) * 1.05), legend=series)
     parts = frame.axes("", y_label, x_tick_labels=False)
     slot = (frame.right - frame.left) / max(len(groups), 1)
     bar = min(slot * 0.8 / max(len(series), 1), 40.0)
@@ -136,7 +139,7 @@ def grouped_bars_svg(groups: list[tuple[str, list[float | None]]], series: list[
         for line_index, line in enumerate(label.split("\n")):  # a group's label may take two lines
             parts.append(_text(frame.left + slot * (index + 0.5), frame.bottom + 16 + 13 * line_index, line,
                                anchor="middle", size=11))
-    parts += _legend(frame, series)
+    parts += _legend(frame)
     return frame.svg(title or y_label, parts)
 
 
@@ -145,7 +148,7 @@ def bars_svg(bars: list[tuple[str, float, str]], x_label: str, title: str = "", 
     row = 22
     height = MARGIN["top"] + MARGIN["bottom"] + row * max(len(bars), 1)
     frame = _Frame(nice_ticks(0.0, max((value for _, value, _ in bars), default=1.0)), [0.0, 1.0],
-                   height=height)
+                   height=height, legend=legend)
     frame.left = 230  # room for layer names
     parts = []
     for tick in frame.x_ticks:
@@ -159,18 +162,29 @@ def bars_svg(bars: list[tuple[str, float, str]], x_label: str, title: str = "", 
         parts.append(_text(frame.left - 8, y + row / 2 + 4, _shorten(label, 34), anchor="end", size=11))
     parts.append(f'<line x1="{frame.left}" y1="{frame.top}" x2="{frame.left}" y2="{frame.bottom}" '
                  f'stroke="{AXIS_COLOUR}"/>')
-    parts.append(_text((frame.left + frame.right) / 2, height - 12, x_label, anchor="middle"))
-    parts += _legend(frame, legend)
+    parts.append(_text((frame.left + frame.right) / 2, frame.height - 12, x_label, anchor="middle"))
+    parts += _legend(frame)
     return frame.svg(title or x_label, parts)
 
 
-def _legend(frame: _Frame, entries) -> list[str]:
-    """Swatches and names in a row above the plot area (10x10 swatches: smaller than any mark)."""
-    parts, x = [], frame.left
+def _legend_places(entries, left: float, right: float) -> list[tuple[str, str, float, float]]:
+    """(name, colour, x, y) of each legend entry: rows above the plot area, wrapped at its width."""
+    places, x, y = [], left, 12.0
     for name, colour in entries:
-        parts.append(f'<rect x="{x}" y="12" width="10" height="10" fill="{colour}"/>')
-        parts.append(_text(x + 15, 21, name, size=12))
-        x += 15 + 7 * len(name) + 18  # about 7 px per character at 12 px sans-serif
+        width = 15 + 7 * len(name) + 18  # swatch, name at about 7 px per character of 12 px sans-serif, gap
+        if x > left and x + width > right:
+            x, y = left, y + LEGEND_ROW
+        places.append((name, colour, x, y))
+        x += width
+    return places
+
+
+def _legend(frame: _Frame) -> list[str]:
+    """The frame's legend: 10x10 swatches (smaller than any mark) and names."""
+    parts = []
+    for name, colour, x, y in frame.legend:
+        parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="10" height="10" fill="{colour}"/>')
+        parts.append(_text(x + 15, y + 9, name, size=12))
     return parts
 
 

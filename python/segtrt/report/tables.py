@@ -55,8 +55,9 @@ def size_table(rows: list[dict]) -> Table:
 
 
 def sensitivity(row: dict) -> list[dict]:
-    """The per-layer sensitivity calibration recorded for a variant ([] when none): {"layer", "proxy_error",
-    "ap_drop" (None when not confirmed with AP), "fallback"}."""
+    """The per-layer sensitivity calibration recorded for a variant ([] when none), most sensitive first:
+    {"layer", "proxy_error" (output error with that layer alone quantised), "ap_drop" (mask AP drop with it and
+    every layer before it fallen back; None where no fallback step ended on it), "fallback"}."""
     return list(row.get("calibration", {}).get("sensitivity") or [])
 
 
@@ -64,12 +65,16 @@ def sensitivity_table(row: dict) -> Table:
     layers = sensitivity(row)
     cells = tuple((entry["layer"], f"{entry['proxy_error']:.4g}",
                    "-" if entry.get("ap_drop") is None else drop(entry["ap_drop"]),
-                   "fp16 fallback" if entry["fallback"] else "int8") for entry in layers)
+                   "float (fell back)" if entry["fallback"] else "int8") for entry in layers)
     fallbacks = sum(1 for entry in layers if entry["fallback"])
+    calibration = row["calibration"]
+    budget = (f" to keep the mask AP drop within {calibration['max_ap_drop']}"
+              if calibration.get("max_ap_drop") is not None else "")
     return Table(f"Per-layer sensitivity: {row['model']} {row['variant']} ({row['file']})",
-                 ("layer", "proxy error", "mask AP drop alone", "kept as"), cells,
-                 f"{fallbacks} of {len(layers)} layers fell back to FP16 (recorded by calibration in the ONNX "
-                 "metadata, not re-measured by the report).")
+                 ("layer", "proxy error (layer alone)", "mask AP drop with it and the layers above in float",
+                  "kept as"), cells,
+                 f"{fallbacks} of {len(layers)} layers fell back to float{budget}; recorded by calibration in the "
+                 "ONNX metadata (its AP on calibration's own held-out images), not re-measured by the report.")
 
 
 def measured_note(rows: list[dict]) -> str:
