@@ -13,6 +13,7 @@ from segtrt.report.tables import Table, grouped, report_tables, sensitivity
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f00", "#00429d")
 SIZE_COLOURS = (("small", "#ff7f0e"), ("medium", "#17becf"), ("large", "#6a3d9a"))
 QUANTISED_COLOUR, FALLBACK_COLOUR = "#3b8c3b", "#e7298a"
+PLOTTED_LAYERS = 30  # the most sensitive ones; the table lists every layer
 
 STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1500px; }
@@ -38,8 +39,9 @@ def report_html(rows: list[dict], command: str = "") -> str:
                      "model. Emulated rows ran in ONNX Runtime: their latency is not TensorRT's."),
              _figure(size_plot(rows), "Mask AP by object size per variant (n/a: no object of that size).")]
     body += [_figure(sensitivity_plot(row), f"Per-layer sensitivity of {escape(row['model'])} "
-                     f"{escape(row['variant'])}, most sensitive first: the error proxy of quantising each layer "
-                     "alone; pink layers fell back to float (not INT8).") for row in rows if sensitivity(row)]
+                     f"{escape(row['variant'])}, the {min(len(sensitivity(row)), PLOTTED_LAYERS)} most sensitive of "
+                     f"{len(sensitivity(row))} layers: the error proxy of quantising each layer alone; pink layers "
+                     "fell back to float (not INT8).") for row in rows if sensitivity(row)]
     body.append("</section>")
     body += [_table(table) for table in report_tables(rows)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -66,7 +68,7 @@ def size_plot(rows: list[dict]) -> str:
 
 
 def sensitivity_plot(row: dict) -> str:
-    layers = sensitivity(row)
+    layers = sensitivity(row)[:PLOTTED_LAYERS]
     bars = [(entry["layer"], float(entry["proxy_error"]), FALLBACK_COLOUR if entry["fallback"] else QUANTISED_COLOUR)
             for entry in layers]
     return bars_svg(bars, "error proxy of quantising the layer alone", f"Per-layer sensitivity: {row['variant']}",

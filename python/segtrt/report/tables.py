@@ -70,11 +70,14 @@ def sensitivity_table(row: dict) -> Table:
     calibration = row["calibration"]
     budget = (f" to keep the mask AP drop within {calibration['max_ap_drop']}"
               if calibration.get("max_ap_drop") is not None else "")
+    if calibration.get("mask_ap") is not None and calibration.get("fp32_mask_ap") is not None:
+        budget += (f" (calibration measured mask AP {calibration['mask_ap']:.4f} against FP32's "
+                   f"{calibration['fp32_mask_ap']:.4f} on {calibration.get('val_images', '?')} images of its own)")
     return Table(f"Per-layer sensitivity: {row['model']} {row['variant']} ({row['file']})",
                  ("layer", "proxy error (layer alone)", "mask AP drop with it and the layers above in float",
                   "kept as"), cells,
                  f"{fallbacks} of {len(layers)} layers fell back to float{budget}; recorded by calibration in the "
-                 "ONNX metadata (its AP on calibration's own held-out images), not re-measured by the report.")
+                 "ONNX metadata, not re-measured by the report.")
 
 
 def measured_note(rows: list[dict]) -> str:
