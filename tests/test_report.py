@@ -185,7 +185,22 @@ def test_an_onnx_file_without_segtrt_metadata_is_one_line_and_writes_nothing(rep
     assert report_files(out) == []
 
 
-@pytest.mark.parametrize("case", ["missing data", "out under a file", "engine without sidecar"])
+def graph_onnx_runtime_refuses(report, path: Path) -> None:
+    """The shipped model's segtrt metadata on a graph whose node reads a tensor nobody makes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from segtrt.runtime.model_info import read_info, write_info
+
+    value = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1])
+    model = helper.make_model(helper.make_graph([helper.make_node("Add", ["images", "missing"], ["boxes"])], "g",
+                                                [value], [helper.make_tensor_value_info("boxes", TensorProto.FLOAT,
+                                                                                        [1])]))
+    write_info(model, read_info(report.fp32))
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("case", ["missing data", "out under a file", "engine without sidecar", "invalid graph"])
 def test_bad_input_is_one_line_before_anything_is_measured(case, report, tmp_path, capsys):
     (tmp_path / "file").write_text("")
     (tmp_path / "model.engine").write_bytes(b"\0")
@@ -194,12 +209,15 @@ def test_bad_input_is_one_line_before_anything_is_measured(case, report, tmp_pat
         data = str(tmp_path / "no-such-set")
     elif case == "out under a file":
         out = tmp_path / "file" / "out"
-    else:
+    elif case == "engine without sidecar":
         onnx.append(str(tmp_path / "model.engine"))
+    else:
+        graph_onnx_runtime_refuses(report, tmp_path / "invalid.onnx")
+        onnx.append(str(tmp_path / "invalid.onnx"))
     assert cli_main(["report", "--onnx", *onnx, "--data", data, "--out", str(out)]) == 2
     captured = capsys.readouterr()
     expected = {"missing data": "does not exist", "out under a file": "cannot create the report folder",
-                "engine without sidecar": "has no sidecar"}[case]
+                "engine without sidecar": "has no sidecar", "invalid graph": "cannot load"}[case]
     assert len(captured.err.strip().splitlines()) == 1 and expected in captured.err
     assert "[1/" not in captured.out  # refused before the first model ran
     assert report_files(out) == []

@@ -102,20 +102,31 @@ def open_dataset(data, images=None):
 def measure_models(files: list[ModelFile], dataset, settings: Settings = Settings()) -> list[dict]:
     """One row per checked model file (check_model_files), in the given order, over a dataset (open_dataset),
     with AP drops against the fp32 row of the same model."""
+    backends = [open_model(model, settings) for model in files]  # a file the backend refuses fails first
     rows = []
-    for index, model in enumerate(files, 1):
+    for index, (model, backend) in enumerate(zip(files, backends), 1):
         print(f"[{index}/{len(files)}] {model.path.name}: {model.variant}, {model.info.kind} "
               f"{model.info.flavour}", flush=True)
-        rows.append(measure_model(model, dataset, settings))
+        rows.append(measure_model(model, backend, dataset, settings))
     add_ap_drops(rows)
     return rows
 
 
-def measure_model(model: ModelFile, dataset, settings: Settings) -> dict:
-    """The report row of one model file (see README "Accuracy vs precision report" for the fields)."""
+def open_model(model: ModelFile, settings: Settings):
+    """The backend of a checked model file; a file its runtime cannot load is one SegtrtError naming it."""
+    try:
+        return open_backend(model.path, settings.provider, settings.threads)
+    except SegtrtError:
+        raise
+    except Exception as error:  # ONNX Runtime's InvalidGraph, Fail, ... (or TensorRT's) for a file it refuses
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SegtrtError(f"cannot load {model.path} ({reason})") from None
+
+
+def measure_model(model: ModelFile, backend, dataset, settings: Settings) -> dict:
+    """The report row of one model file run by its backend (see README "Accuracy vs precision report")."""
     from segtrt.evaluation.coco import evaluate_backend
 
-    backend = open_backend(model.path, settings.provider, settings.threads)
     label = f"eval {model.variant}"
     metrics = evaluate_backend(backend, dataset.annotation_file, images=dataset.image_dir,
                                batch_size=settings.batch_size, progress=label)
