@@ -96,7 +96,7 @@ def test_markdown_has_the_command_every_row_and_the_sensitivity_table(report):
     summary = [line for line in text.splitlines() if line.startswith("| solov2 portable")]
     assert len(summary) == 4  # summary and size tables, one line per variant each
     assert "| int8-mixed (entropy) | onnxruntime-cpu |" in text and "emulated: INT8 Q/DQ" in text
-    assert f"| {report.rows[0]['mask_ap']:.3f} | +0.000 |" in text
+    assert f"| {report.rows[0]['mask_ap']:.3f} | +0.0000 |" in text
     for entry in SENSITIVITY:
         assert f"| {entry['layer']} | {entry['proxy_error']:.4g} |" in text
     assert ("1 of 4 layers fell back to float to keep the mask AP drop within 0.003 (calibration measured mask AP "
@@ -258,26 +258,27 @@ def test_ap_drops_compare_with_the_fp32_row_of_the_same_model():
     assert rows[2]["mask_ap_drop"] is None and rows[2]["box_ap_drop"] is None  # model b has no fp32 row
 
 
-def test_latency_times_the_backend_alone_after_warm_up(report):
-    import time
-
-    from segtrt.report.measure import open_dataset, time_backend
+def test_latency_times_the_backend_alone_after_warm_up(report, monkeypatch):
+    from segtrt.report import measure
     from segtrt.runtime.backends import Backend
     from segtrt.runtime.model_info import read_info
 
-    class Sleeper(Backend):
-        """Sleeps 2 ms on warm-up calls, then 20, 40, 60 ms: the timings must be the last three."""
+    clock = [0.0]
+    monkeypatch.setattr(measure, "perf_counter", lambda: clock[0])
+
+    class Clocked(Backend):
+        """Takes 2 ms on warm-up calls, then 20, 40, 60 ms (of the patched clock): the timings are the last three."""
 
         def __init__(self):
-            self.info, self.name, self.calls = read_info(report.fp32), "sleeper", 0
+            self.info, self.name, self.calls = read_info(report.fp32), "clocked", 0
 
         def __call__(self, images):
             self.calls += 1
-            time.sleep(0.002 if self.calls <= 2 else 0.02 * (self.calls - 2))
+            clock[0] += 0.002 if self.calls <= 2 else 0.02 * (self.calls - 2)
             return {"num_detections": np.zeros(len(images), np.int32)}
 
-    backend = Sleeper()
-    timings = time_backend(backend, open_dataset(report.data), warmup=2, count=3)
+    backend = Clocked()
+    timings = measure.time_backend(backend, measure.open_dataset(report.data), warmup=2, count=3)
     assert backend.calls == 5 and timings["count"] == 3
-    assert 40 <= timings["p50"] < 52 and 40 <= timings["mean"] < 52  # warm-up counted would give 20 and 25
-    assert 58 <= timings["p95"] < 72
+    assert timings["p50"] == pytest.approx(40) and timings["mean"] == pytest.approx(40)  # warm-up in: 20, 25
+    assert timings["p95"] == pytest.approx(58)

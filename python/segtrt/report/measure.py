@@ -12,9 +12,9 @@ shares, do not blur the differences between precisions. No torch here.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 
 import numpy as np
 
@@ -193,9 +193,9 @@ def time_backend(backend, dataset, warmup: int, count: int | None, progress: str
     timings = []
     for index in tqdm(range(count), desc=progress, unit="image", disable=progress is None):
         batch = model_input(index)
-        start = time.perf_counter()
+        start = perf_counter()
         run_batch(backend, batch)
-        timings.append((time.perf_counter() - start) * 1000.0)
+        timings.append((perf_counter() - start) * 1000.0)
     return {"mean": float(np.mean(timings)), "p50": float(np.percentile(timings, 50)),
             "p95": float(np.percentile(timings, 95)), "count": count}
 

@@ -98,7 +98,7 @@ def ap(value: float) -> str:
 
 
 def drop(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.3f}"
+    return "-" if value is None else f"{value:+.4f}"  # budgets are 0.002-0.010: a fourth digit tells them apart
 
 
 def to_markdown(table: Table) -> str:
