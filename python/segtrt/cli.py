@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint or ONNX file"),
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
+    "calibrate": ("segtrt.calibration.cli", "FP16 and INT8 variants of an exported ONNX file (TensorRT Q/DQ, CPU INT8, "
+                                            "mixed INT8 within a mask-AP budget)"),
     "build": ("segtrt.engine.cli", "compile an exported ONNX file into a TensorRT engine (--check: validate, no TensorRT)"),
     "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),
     "run": ("segtrt.runtime.camera.run", "live segmentation of cameras, streams, videos and image folders: "
