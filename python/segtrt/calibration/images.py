@@ -39,10 +39,13 @@ class CalibrationImages:
         if len(files) < count:
             raise SegtrtError(f"calibration set {source} holds {len(files)} image(s), fewer than --count {count}: "
                               "give a larger set or a smaller --count")
+        from segtrt.runtime.sources import read_image
+
         order = np.random.default_rng(seed).permutation(len(files))
-        chosen = sorted(order[:count])
-        rest = sorted(order[count:])
-        return cls(Path(source), tuple(files[i] for i in chosen), tuple(files[i] for i in rest), seed)
+        chosen = tuple(files[i] for i in sorted(order[:count]))
+        for path in chosen:  # an unreadable image fails now, not minutes into calibration
+            read_image(path)
+        return cls(Path(source), chosen, tuple(files[i] for i in sorted(order[count:])), seed)
 
     def __len__(self) -> int:
         return len(self.files)
