@@ -25,6 +25,9 @@ from segtrt.runtime.model_info import INPUT_NAME, read_info
 
 METHODS = ("max", "percentile", "entropy")
 MIN_RANGE = 1e-6  # smallest activation range kept (see _widen_empty_ranges)
+# TensorRT's entropy calibration: a 2048-bin histogram searched for the 128-level clipping of least KL divergence.
+# (ONNX Runtime's default of 128 bins for 128 levels leaves one candidate, the full range: entropy becomes max.)
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 PERCENTILE = 99.999  # of |x|: ONNX Runtime's default, and TensorRT's usual choice for percentile calibration
 
 
@@ -49,7 +52,7 @@ def calibrate_ranges(model_path, images: CalibrationImages, method: str, op_type
     base = {"max": calibrate.MinMaxCalibrater, "percentile": calibrate.PercentileCalibrater,
             "entropy": calibrate.EntropyCalibrater}[method]
     options = {"max": {}, "percentile": {"percentile": PERCENTILE, "num_bins": 2048},
-               "entropy": {"num_bins": 128, "num_quantized_bins": 128}}[method]
+               "entropy": {"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS}}[method]
 
     class SegtrtSessionCalibrater(base):
         def create_inference_session(self):
