@@ -280,3 +280,19 @@ def test_int8_mixed_needs_annotated_images(export, calib_set, tmp_path, capsys):
     code, err = calibrate(capsys, "--onnx", str(export), "--data", str(images_only), "--precision", "int8-mixed",
                           "--out", str(tmp_path / "x.onnx"), "--count", "2")
     assert code == 2 and "needs annotated images" in err
+
+
+def test_percentile_and_entropy_clip_inside_the_observed_range(export, calib_set):
+    from segtrt.calibration.images import CalibrationImages
+    from segtrt.calibration.ranges import amax, calibrate_ranges
+
+    images = CalibrationImages.sample(calib_set, 2)
+    # SOLOv2's dynamic-convolution MatMul: three tensors, so the histogram methods stay fast
+    found = {method: calibrate_ranges(export, images, method, op_types=("MatMul",))
+             for method in ("max", "percentile", "entropy")}
+    assert set(found["max"].data) == set(found["entropy"].data) and len(found["max"].data) == 3
+    for name in found["max"].data:
+        for method in ("percentile", "entropy"):
+            assert 0 < amax(found[method][name]) <= amax(found["max"][name]) * (1 + 1e-6)
+    # a KL search that has more than one candidate clips somewhere (ONNX Runtime's 128 default bins had one)
+    assert any(amax(found["entropy"][n]) < 0.99 * amax(found["max"][n]) for n in found["max"].data)

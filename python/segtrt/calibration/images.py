@@ -22,11 +22,10 @@ from segtrt.runtime.preprocess import Preprocess, to_model_input
 
 @dataclass(frozen=True)
 class CalibrationImages:
-    """The chosen image files (sorted sample of `count` files drawn with `seed`) and the ones left over."""
+    """The chosen image files: a sample of `count` files drawn with `seed`, in the source's order."""
 
     source: Path
     files: tuple[Path, ...]
-    left_over: tuple[Path, ...]  # the source's other images: held out from calibration
     seed: int
 
     @classmethod
@@ -45,7 +44,7 @@ class CalibrationImages:
         chosen = tuple(files[i] for i in sorted(order[:count]))
         for path in chosen:  # an unreadable image fails now, not minutes into calibration
             read_image(path)
-        return cls(Path(source), chosen, tuple(files[i] for i in sorted(order[count:])), seed)
+        return cls(Path(source), chosen, seed)
 
     def __len__(self) -> int:
         return len(self.files)
