@@ -1,4 +1,4 @@
-"""A Jetson deploys without PyTorch: nothing under segtrt.runtime (nor the CPU twins, nor the evaluator)
+"""A Jetson deploys without PyTorch: nothing under segtrt.runtime (nor the CPU twins, the evaluator, the report)
 imports torch, and predicting with an exported model works in a process where `import torch` fails."""
 
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SHIPPED = Path(__file__).parents[1] / "python" / "segtrt" / "weights" / "solov2_edge.pt"
-TORCH_FREE_PACKAGES = ("segtrt.runtime", "segtrt.ops", "segtrt.evaluation")
+TORCH_FREE_PACKAGES = ("segtrt.runtime", "segtrt.ops", "segtrt.evaluation", "segtrt.report")
 
 # Makes `import torch` (and torchvision) raise, then runs the given code.
 BLOCK_TORCH = textwrap.dedent('''

@@ -22,7 +22,11 @@ SUBCOMMANDS = {
     "eval": ("segtrt.evaluation.coco", "COCO box/mask AP and boundary F-score of a checkpoint or ONNX file"),
     "export": ("segtrt.export.cli", "export a checkpoint to ONNX (trt flavour with plugin nodes, portable flavour)"),
     "parity": ("segtrt.export.parity", "compare PyTorch with its exported ONNX files in ONNX Runtime, image by image"),
+    "calibrate": ("segtrt.calibration.cli", "FP16 and INT8 variants of an exported ONNX file (TensorRT Q/DQ, CPU INT8, "
+                                            "mixed INT8 within a mask-AP budget)"),
     "build": ("segtrt.engine.cli", "compile an exported ONNX file into a TensorRT engine (--check: validate, no TensorRT)"),
+    "report": ("segtrt.report.cli", "accuracy vs precision: AP, latency and size of each FP32/FP16/INT8 variant: "
+                                    "report.json, report.md, report.html"),
     "triton-repo": ("segtrt.serving.cli", "write a Triton Inference Server model repository (engine, portable ONNX, "
                                           "segtrt's runtime as a Python-backend model) and print how to serve it"),
     "predict": ("segtrt.runtime.predict", "segment images with a checkpoint or ONNX file: COCO JSON + annotated images"),

@@ -17,7 +17,31 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
     A crash or a full disk leaves the previous file untouched and no partial file.
     """
-    path = Path(path)
+    temp_name = _staged(Path(path), write)
+    try:
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_texts(texts: dict) -> None:
+    """Write several UTF-8 files {path: text} all or none: every one is written and synced to a temp file
+    before the first is renamed into place, so a failing write (a full disk) changes none of them."""
+    staged: dict[Path, str] = {}
+    try:
+        for path, text in texts.items():
+            staged[Path(path)] = _staged(Path(path), lambda file, text=text: file.write(text.encode()))
+        for path, temp_name in staged.items():
+            os.replace(temp_name, path)
+    except BaseException:
+        for temp_name in staged.values():
+            Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _staged(path: Path, write) -> str:
+    """The name of a synced temp file beside `path` holding what write(file_object) wrote; none is left on error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -26,10 +50,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             write(file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+    return temp_name
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

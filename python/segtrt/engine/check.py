@@ -9,7 +9,8 @@ Checks, each against a named source rather than a guess:
 - plugin nodes against the plugin registry (op type, plugin_version, attribute names, ONNX types and the
   creators' own rules);
 - Q/DQ nodes as TensorRT takes them: INT8 or FP8 (INT4 for DequantizeLinear), zero point 0, scales constant,
-  finite and positive.
+  finite and positive; no plugin node input quantized (our plugins take FP16/FP32 only, plugins/README.md).
+  `segtrt calibrate` runs the same check on every TensorRT INT8 file before writing it.
 
 No TensorRT and no torch here.
 """
@@ -68,14 +69,19 @@ def check_onnx(path) -> CheckedModel:
 
     path = Path(path)
     info = read_info(path)
-    model = onnx.load(str(path))
+    return check_model(onnx.load(str(path)), path, info)
+
+
+def check_model(model, path, info: ModelInfo | None = None) -> CheckedModel:
+    """check_onnx of an onnx.ModelProto in memory (e.g. a calibrated model before it is written to `path`)."""
+    info = info or read_info(model)
     checker = _Checker(model)
     checker.run()
     if checker.problems:
         more = len(checker.problems) - 1
         raise SegtrtError(f"{path} will not build in TensorRT: {checker.problems[0]}"
                           + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
-    return CheckedModel(path=path, info=info, opset=checker.opset, inputs=checker.inputs(),
+    return CheckedModel(path=Path(path), info=info, opset=checker.opset, inputs=checker.inputs(),
                         precision=checker.precision(), plugin_nodes=checker.plugin_counts, nodes=checker.node_count,
                         warnings=checker.warnings)
 
@@ -270,7 +276,19 @@ class _Checker:
         except SegtrtError as error:
             self.problems.append(f"{label}: {error}")
             return
+        quantized = [name for name in node.input if name and self._is_quantized(name)]
+        if quantized:
+            self.problems.append(f"{label}: input {quantized[0]!r} is quantized; segtrt's plugins take FP16 or "
+                                 "FP32 inputs only: exclude the plugin's inputs from quantization")
+            return
         self.plugin_counts[node.op_type] = self.plugin_counts.get(node.op_type, 0) + 1
+
+    def _is_quantized(self, name: str) -> bool:
+        """Whether a tensor is Q/DQ output or of an integer type a quantizer makes (INT8, UINT8, FP8, INT4)."""
+        producer = self.producers.get(name)
+        if producer is not None and producer.op_type in QDQ_OPS:
+            return True
+        return _type_name(self.value_types.get(name, 0)) in {*QUANTIZED_TYPES["DequantizeLinear"], "UINT8"}
 
     def _check_TopK(self, node) -> None:  # noqa: N802  (named after the op)
         label = _node_label(node)

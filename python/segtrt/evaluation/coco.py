@@ -97,8 +97,10 @@ def evaluate_predictions(coco_gt, predictions: list[dict], category_ids=None) ->
     }
 
 
-def evaluate_backend(backend, data, images=None, batch_size: int = 4, progress=True) -> dict:
-    """Any backend (segtrt.runtime.backends) over a COCO dataset, scored at the original image size."""
+def evaluate_backend(backend, data, images=None, batch_size: int = 4, progress: bool | str = True) -> dict:
+    """Any backend (segtrt.runtime.backends) over a COCO dataset, scored at the original image size.
+
+    progress: False for no progress bar, True for one labelled "eval", or the label itself."""
     from segtrt.data.coco import CocoDataset
     from segtrt.runtime.inference import predict_images
 
@@ -108,10 +110,16 @@ def evaluate_backend(backend, data, images=None, batch_size: int = 4, progress=T
             f"the model's classes {list(backend.info.class_names)} differ from the dataset's {dataset.class_names}; "
             "evaluate on a set with the categories the model was trained on"
         )
-    results = predict_images(backend, dataset.iter_images(), batch_size, progress="eval" if progress else None,
+    results = predict_images(backend, dataset.iter_images(), batch_size, progress=_progress_label(progress),
                              total=len(dataset))
     predictions = [dict(result.instances, image_id=result.key) for result in results]
     return evaluate_predictions(dataset.coco_api(), predictions, dataset.category_ids)
+
+
+def _progress_label(progress: bool | str) -> str | None:
+    if isinstance(progress, str):
+        return progress
+    return "eval" if progress else None
 
 
 def format_table(metrics: dict) -> str:

@@ -48,7 +48,17 @@ class Plugin:
     validate: Callable[..., None]  # validate(attribute values by name, number of node inputs): SegtrtError if bad
     serve: Callable  # serve(*node inputs as NumPy, **attributes) -> node outputs, via the CPU twin
     stand_in: str  # "module:Class" of the torch module export swaps in to write this node
+    # An FP16 model (segtrt calibrate --precision fp16) feeds these float inputs in FP16 (a trailing "float..."
+    # input's index stands for all its repeats) and gets these float outputs in FP16 back; every other float
+    # input stays FP32 (rois, scores: coordinates and thresholds need it). See plugins/*/README.md type tables.
+    half_inputs: tuple[int, ...] = ()
+    half_outputs: tuple[int, ...] = ()
     version: str = PLUGIN_VERSION
+
+    def takes_half(self, index: int) -> bool:
+        """Whether input `index` of a node is fed FP16 in an FP16 model (see half_inputs)."""
+        last = len(self.inputs) - 1
+        return (min(index, last) if self.inputs[last].endswith("...") else index) in self.half_inputs
 
     def defaults(self) -> dict:
         return {attribute.name: attribute.default for attribute in self.attributes}
@@ -140,6 +150,8 @@ PLUGINS: dict[str, Plugin] = {
             validate=_validate_multilevel_roi_align,
             serve=_serve_multilevel_roi_align,
             stand_in="segtrt.export.plugin_nodes:PluginMultilevelRoIAlign",
+            half_inputs=(1,),  # the feature maps; the rois stay FP32
+            half_outputs=(0,),  # pooled features: the maps' type
         ),
         Plugin(
             op_type="MatrixNMS",
@@ -156,6 +168,7 @@ PLUGINS: dict[str, Plugin] = {
             validate=_validate_matrix_nms,
             serve=_serve_matrix_nms,
             stand_in="segtrt.export.plugin_nodes:PluginMatrixNMS",
+            half_inputs=(0,),  # the masks (binarised inside); scores stay FP32, and so do the decayed scores
         ),
     )
 }

@@ -95,6 +95,8 @@ def rewrite_plugin_nodes(model, domain: str = CONTRIB_DOMAIN) -> int:
     """
     import onnx
 
+    if domain == CONTRIB_DOMAIN:
+        _serve_half_plugin_io_in_float32(model)
     rewritten = 0
     for node in model.graph.node:
         if node.domain != PLUGIN_DOMAIN:
@@ -116,6 +118,36 @@ def rewrite_plugin_nodes(model, domain: str = CONTRIB_DOMAIN) -> int:
     if rewritten and not any(entry.domain == domain for entry in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid(domain, 1))
     return rewritten
+
+
+def _serve_half_plugin_io_in_float32(model) -> None:
+    """Cast the FP16 inputs of plugin nodes to float32 and their FP16 outputs back (in place): Python custom ops
+    take float32, while an FP16 model (segtrt calibrate --precision fp16) feeds our plugins FP16 feature maps
+    and masks, as TensorRT runs them. The types come from the value_info the FP16 conversion records."""
+    import onnx
+
+    half = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    if not half:
+        return
+    nodes, cast = [], set()
+    for node in model.graph.node:
+        after = []
+        if node.domain == PLUGIN_DOMAIN:
+            for index, name in enumerate(node.input):
+                if name in half:
+                    node.input[index] = f"{name}/float32"
+                    if name not in cast:  # one Cast per tensor, however many plugins read it
+                        cast.add(name)
+                        nodes.append(onnx.helper.make_node("Cast", [name], [node.input[index]],
+                                                           to=onnx.TensorProto.FLOAT))
+            for index, name in enumerate(node.output):
+                if name in half:
+                    node.output[index] = f"{name}/float32"
+                    after.append(onnx.helper.make_node("Cast", [node.output[index]], [name],
+                                                       to=onnx.TensorProto.FLOAT16))
+        nodes += [node, *after]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 @functools.cache

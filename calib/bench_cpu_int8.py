@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""CPU latency of ONNX variants in ONNX Runtime: the same images, one thread, one run each.
+
+    python calib/bench_cpu_int8.py runs/solov2_edge.portable.onnx runs/solov2_edge.int8-cpu.onnx \
+        --data /work/main/data/val --images 50 --threads 1
+
+Prints per file the mean, p50 and p95 milliseconds of the model call (pre/post-processing excluded: it is the
+same for every variant) and the speed-up over the first file. Warm-up: 3 calls, not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    from segtrt.calibration.images import CalibrationImages
+    from segtrt.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("onnx", nargs="+", help="ONNX files; the first is the baseline")
+    parser.add_argument("--data", required=True, help="image folder or COCO set")
+    parser.add_argument("--images", type=int, default=50, help="images, the first N in sorted order (default 50)")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    images = CalibrationImages.sample(args.data, args.images, seed=0)
+    baseline = None
+    print(f"{'file':48}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}{'speed-up':>10}")
+    for path in args.onnx:
+        backend = OnnxRuntimeBackend(path, "cpu", args.threads)
+        batches = list(images.model_inputs(backend.info.preprocess))
+        for batch in batches[:args.warmup]:
+            backend(batch)
+        times = []
+        for batch in batches:
+            start = time.perf_counter()
+            backend(batch)
+            times.append((time.perf_counter() - start) * 1000)
+        mean = float(np.mean(times))
+        baseline = baseline or mean
+        print(f"{path:48}{mean:10.1f}{np.percentile(times, 50):10.1f}{np.percentile(times, 95):10.1f}"
+              f"{baseline / mean:9.2f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
