@@ -1,5 +1,5 @@
 # Two commands set up a fresh machine and do everything:
-#   make demo   - synthetic data -> train briefly -> evaluate -> accuracy table
+#   make demo   - the whole pipeline on the shipped models: export, calibrate, build --check, report, segtrt run
 #   make test   - the type check of the TensorRT-facing code, then the test suite (what CI runs)
 #   make gpu-check - the CUDA kernels on this machine's GPU against the CPU twins (fails cleanly without a GPU)
 #   make triton-venv - .venv-triton: tritonserver (nvidia-pytriton, numpy<2) for the serving tests (make test makes it)
