@@ -10,6 +10,12 @@ that backend's alone.
     python benchmarks/full_size.py --models solov2:800x1216 --runs 3 --threads 1
     python benchmarks/full_size.py --checkpoint mine.pt --models solov2:800x1344
     python benchmarks/full_size.py --memory 100                     # ORT peak RSS over 100 runs
+    python benchmarks/full_size.py --models solov2:800x1216:500     # SOLO capped at 500 candidates
+
+A SOLO model's optional third field is its max_candidates (segtrt.models.solo): the ResNet default 0
+computes the mask of every grid cell (3872, mmdetection's rule), K > 0 only of the best K. The graphs
+have static shapes, so either cost is the same for any weights and photos: seeded weights time it
+as a trained model would.
 
 Weights are seeded and random (or a user's checkpoint), with frozen-BatchNorm statistics measured on
 the photos themselves, so activations have a trained network's scale rather than random growth.
@@ -21,7 +27,6 @@ import argparse
 import collections
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,10 +59,10 @@ def main() -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    specs = [_parse_model(text) for text in args.models]
+    specs = [_parse_model(text, args.checkpoint) for text in args.models]
     if args.memory:
-        kind, size = specs[0]
-        files = _prepare(kind, size, args.checkpoint, out)
+        kind, size, options = specs[0]
+        files = _prepare(kind, size, options, args.checkpoint, out)
         result = _in_worker({"backend": "ort-portable", "files": files, "size": size, "threads": 1,
                              "runs": args.memory, "warmup": 0, "memory_trace": True})
         trace = result["peak_rss_trace_mb"]
@@ -70,14 +75,14 @@ def main() -> int:
         return 0
 
     rows = []
-    for kind, size in specs:
-        files = _prepare(kind, size, args.checkpoint, out)
+    for kind, size, options in specs:
+        files = _prepare(kind, size, options, args.checkpoint, out)
         for backend in args.backends:
             for threads in args.threads:
                 job = {"backend": backend, "files": files, "size": size, "threads": threads,
                        "runs": args.runs, "warmup": 1, "profile": backend == "ort-portable" and threads == 1}
                 result = _in_worker(job)
-                rows.append({"model": f"{kind} R50 {size[0]}x{size[1]}", **job, **result})
+                rows.append({"model": _model_name(kind, size, options), **job, **result})
                 print(_row_text(rows[-1]), flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     print()
@@ -85,17 +90,27 @@ def main() -> int:
     return 0
 
 
-def _parse_model(text: str):
-    kind, _, size = text.partition(":")
+def _parse_model(text: str, checkpoint):
+    """KIND:HxW[:MAX_CANDIDATES] -> (kind, (H, W), model options)."""
+    kind, size, *rest = text.split(":")
     height, width = (int(v) for v in size.lower().split("x"))
-    return kind, (height, width)
+    options = {"max_candidates": int(rest[0])} if rest else {}
+    if options and (kind == "maskrcnn" or checkpoint):
+        raise SystemExit(f"{text}: a max_candidates field is for seeded SOLO models only")
+    return kind, (height, width), options
+
+
+def _model_name(kind: str, size, options: dict) -> str:
+    name = f"{kind} R50 {size[0]}x{size[1]}"
+    return f"{name} K={options['max_candidates']}" if options else name
 
 
 # ---- models and inputs ----------------------------------------------------------------------------
 
-def _prepare(kind: str, size, checkpoint, out: Path) -> dict:
-    """Checkpoint and both exported flavours for (kind, size), made once and reused."""
-    stem = out / f"{kind}_r50_{size[0]}x{size[1]}" if not checkpoint else out / f"{Path(checkpoint).stem}_{size[0]}x{size[1]}"
+def _prepare(kind: str, size, options: dict, checkpoint, out: Path) -> dict:
+    """Checkpoint and both exported flavours for (kind, size, options), made once and reused."""
+    suffix = f"_k{options['max_candidates']}" if options else ""
+    stem = out / f"{kind}_r50_{size[0]}x{size[1]}{suffix}" if not checkpoint else out / f"{Path(checkpoint).stem}_{size[0]}x{size[1]}"
     files = {"checkpoint": checkpoint or f"{stem}.pt", "portable": f"{stem}.portable.onnx", "trt": f"{stem}.trt.onnx"}
     if all(Path(f).is_file() for f in files.values()):
         return files
@@ -107,7 +122,7 @@ def _prepare(kind: str, size, checkpoint, out: Path) -> dict:
         model, class_names, preprocess = _load(checkpoint, load_checkpoint)
         preprocess = Preprocess.from_dict({**preprocess.to_dict(), "input_size": list(size)})
     else:
-        model, class_names, preprocess = _seeded_r50(kind, size)
+        model, class_names, preprocess = _seeded_r50(kind, size, options)
         save_checkpoint(files["checkpoint"], model, class_names, preprocess)
     for flavour in ("portable", "trt"):
         print(f"exporting {files[flavour]} ...", flush=True)
@@ -120,14 +135,14 @@ def _load(checkpoint, load_checkpoint):
     return model, meta["class_names"], meta["preprocess"]
 
 
-def _seeded_r50(kind: str, size):
+def _seeded_r50(kind: str, size, options: dict):
     """Seeded R50 weights whose frozen BatchNorm statistics are measured on the benchmark photos."""
     import torch
 
     from segtrt.models import seeded_model
     from segtrt.runtime.preprocess import Preprocess
 
-    model = seeded_model(kind, NUM_CLASSES, "resnet50")
+    model = seeded_model(kind, NUM_CLASSES, "resnet50", **options)
     from torchvision.ops import FrozenBatchNorm2d
 
     def measure(module, inputs):
@@ -171,19 +186,32 @@ def _measure(job: dict) -> dict:
     run = _runner(job)
     for index in range(warmup):
         run(images[index % len(images)][None])
-    times, trace = [], []
+    times, cpu_times, trace = [], [], []
     for index in range(runs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         run(images[index % len(images)][None])
         times.append((time.perf_counter() - start) * 1000)
-        trace.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        cpu_times.append((time.process_time() - cpu_start) * 1000)
+        trace.append(_peak_rss_mb())
+    # CPU time beside wall time: on a shared machine a worker may get a small share of a core (11% in
+    # one run here), which inflates its wall time by whatever else runs at that moment.
     result = {"median_ms": statistics.median(times), "p95_ms": float(np.percentile(times, 95)),
-              "peak_rss_mb": trace[-1]}
+              "median_cpu_ms": statistics.median(cpu_times), "peak_rss_mb": trace[-1]}
     if job.get("memory_trace"):
         result["peak_rss_trace_mb"] = trace
     if job.get("profile"):
         result["stages_ms"] = _profile(job, images[0][None])
     return result
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak resident memory (the high-water mark of its address space), MB.
+
+    Not getrusage's ru_maxrss: a child spawned by subprocess (vfork + exec) starts with its parent's
+    peak, so every worker reported the exporting parent's 2588 MB."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def _runner(job: dict):
@@ -244,17 +272,17 @@ def _stage(node_name: str, op_type: str) -> str:
 
 def _row_text(row: dict) -> str:
     return (f"{row['model']:28s} {row['backend']:13s} {row['threads']} thr  median {row['median_ms']:8.0f} ms  "
-            f"p95 {row['p95_ms']:8.0f} ms  peak RSS {row['peak_rss_mb']:6.0f} MB")
+            f"p95 {row['p95_ms']:8.0f} ms  CPU {row['median_cpu_ms']:8.0f} ms  peak RSS {row['peak_rss_mb']:6.0f} MB")
 
 
 def _table(rows: list[dict]) -> str:
-    lines = ["| model | backend | threads | median ms | p95 ms | peak RSS MB | post-processing share |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | backend | threads | median ms | p95 ms | median CPU ms | peak RSS MB | post-processing share |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         stages = row.get("stages_ms")
         share = f"{stages['post-processing'] / sum(stages.values()):.1%}" if stages else ""
         lines.append(f"| {row['model']} | {row['backend']} | {row['threads']} | {row['median_ms']:.0f} | "
-                     f"{row['p95_ms']:.0f} | {row['peak_rss_mb']:.0f} | {share} |")
+                     f"{row['p95_ms']:.0f} | {row['median_cpu_ms']:.0f} | {row['peak_rss_mb']:.0f} | {share} |")
     return "\n".join(lines)
 
 

