@@ -23,6 +23,7 @@ DEFAULT_METHOD = "max"  # the best mask AP on the shipped models (README "Calibr
 DEFAULT_MAX_AP_DROP = 0.003
 DEFAULT_VAL_COUNT = 50
 FP16_AGREEMENT_IMAGES = 4
+SHOWN_FALLBACK = 5  # fallen-back layers the summary names, most sensitive first
 
 
 def add_arguments(parser) -> None:
@@ -200,9 +201,13 @@ def _format_summary(args, info, checked, summary, seconds) -> str:
     if "agreement" in summary:
         lines.append(f"  fp16 against fp32 {summary['agreement']}")
     if "fallback" in summary:
+        fallback = summary["fallback"]
+        shown = ", ".join(fallback[:SHOWN_FALLBACK]) + (f" and {len(fallback) - SHOWN_FALLBACK} more (the file's "
+                                                       "segtrt.calibration lists them)" if len(fallback) > SHOWN_FALLBACK
+                                                       else "")
         lines.append(f"  mask AP drop {summary['ap_drop']:.4f} (budget {args.max_ap_drop}) on "
-                     f"{summary['val_images']} held-out image(s) with {len(summary['fallback'])} layer(s) in float: "
-                     + (", ".join(summary["fallback"]) or "none"))
+                     f"{summary['val_images']} held-out image(s) with {len(fallback)} layer(s) in float: "
+                     + (shown or "none"))
     if args.cache:
         lines.append(f"  TensorRT calibration cache: {args.cache}")
     return "\n".join(lines)

@@ -46,7 +46,7 @@ def to_fp16(model):
     model = _typed_copy(model)
     graph = model.graph
     types = _element_types(model)
-    half = _half_nodes(model, types)
+    half = _feature_path(model, types)
     initializers = {i.name: i for i in graph.initializer}
     converted: dict[tuple[str, int], str] = {}  # (tensor, type) -> name of its copy in that type
     nodes = []
@@ -102,6 +102,13 @@ def to_fp16(model):
     return model
 
 
+def feature_path(model) -> set[str]:
+    """The nodes on the feature path (see the module doc: the ones FP16 computes in FP16), by first output name.
+    int8-cpu quantizes its chain ops there only, never post-processing such as box coordinates."""
+    typed = _typed_copy(model)
+    return _feature_path(typed, _element_types(typed))
+
+
 def _typed_copy(model):
     """A copy of the model whose plugin outputs carry their registry types, so shape inference runs past them."""
     import onnx
@@ -136,7 +143,7 @@ def _element_types(model) -> dict[str, int]:
     return types
 
 
-def _half_nodes(model, types) -> set[str]:
+def _feature_path(model, types) -> set[str]:
     """The nodes that compute in FP16 (see the module doc), by first output name (protobuf gives no stable ids)."""
     graph = model.graph
     image = {i.name for i in graph.input if types.get(i.name) == FLOAT}

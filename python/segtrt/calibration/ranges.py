@@ -65,8 +65,8 @@ def calibrate_ranges(model_path, images: CalibrationImages, method: str, op_type
                                              str(Path(folder) / "augmented.onnx"), symmetric=symmetric, **options)
         calibrater.augment_graph()
         calibrater.create_inference_session()
-        calibrater.collect_data(_Reader(images.model_inputs(info.preprocess, progress=f"calibrating ({method})")))
         with quiet_onnxruntime_quantization():
+            calibrater.collect_data(_Reader(images.model_inputs(info.preprocess, progress=f"calibrating ({method})")))
             ranges = calibrater.compute_data()
     _widen_empty_ranges(ranges)
     return ranges
