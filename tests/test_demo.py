@@ -8,7 +8,7 @@ from segtrt.cli import main
 def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--models", "solov2_edge", "--val-images", "4",
-                 "--calib-images", "4", "--frames", "4"]) == 0
+                 "--calib-images", "4", "--frames", "4", "--latency-images", "2"]) == 0
     printed = capsys.readouterr().out
     for command in ("segtrt export", "segtrt calibrate", "segtrt build", "segtrt report", "segtrt run"):
         assert f"$ {command}" in printed  # every stage is shown as the command a user would type

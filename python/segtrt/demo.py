@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -34,9 +35,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="working directory (default runs/demo)")
     parser.add_argument("--models", nargs="+", choices=list(shipped_checkpoints()), default=list(shipped_checkpoints()),
                         help="shipped models to take through the pipeline (default all)")
-    parser.add_argument("--val-images", type=int, default=50, help="synthetic validation images (default 50)")
+    parser.add_argument("--val-images", type=int, default=30, help="synthetic validation images (default 30)")
     parser.add_argument("--calib-images", type=int, default=32, help="calibration images (default 32)")
-    parser.add_argument("--frames", type=int, default=120, help="frames of the generated demo video (default 120)")
+    parser.add_argument("--frames", type=int, default=60, help="frames of the generated demo video (default 60)")
+    parser.add_argument("--latency-images", type=int, default=10,
+                        help="images each variant's latency is timed on in the report (default 10)")
 
 
 def main(args) -> int:
@@ -61,7 +64,10 @@ def main(args) -> int:
         variants += engines
 
     report_dir = out / "report"
-    _run(["report", "--onnx", *map(str, variants), "--data", str(val_dir), "--out", str(report_dir)])
+    # A tour, not a benchmark: every core, few timed images (`segtrt report` defaults to 1 thread for comparable
+    # latency; the README's figures come from it).
+    _run(["report", "--onnx", *map(str, variants), "--data", str(val_dir), "--out", str(report_dir),
+          "--threads", str(os.cpu_count() or 1), "--latency-images", str(args.latency_images), "--warmup", "2"])
 
     from segtrt.data.synth import write_demo_video
 
