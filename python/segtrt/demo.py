@@ -98,11 +98,12 @@ def _engines(name: str, trt_onnx: Path, out: Path) -> list[Path]:
 def _report_table(report_dir: Path) -> str:
     """The accuracy-vs-precision rows of report.json as a short table."""
     rows = json.loads((report_dir / "report.json").read_text())
-    header = f"{'variant':34}{'backend':24}{'mask AP':>9}{'box AP':>8}{'latency ms':>12}{'MB':>7}"
-    lines = ["Accuracy vs precision (segtrt report):", header]
+    header = f"{'file':30}{'variant':16}{'mask AP':>9}{'drop':>8}{'box AP':>8}{'latency ms':>12}{'MB':>6}"
+    lines = ["Accuracy vs precision (segtrt report; ONNX Runtime on CPU, FP16 and TensorRT INT8 emulated):", header]
     for row in rows:
-        lines.append(f"{row['variant'][:33]:34}{row['backend'][:23]:24}{row['mask_ap']:9.3f}{row['box_ap']:8.3f}"
-                     f"{row['latency_ms']:12.1f}{row['size_bytes'] / 1e6:7.1f}")
+        drop = f"{row['mask_ap_drop']:+8.4f}" if row.get("mask_ap_drop") is not None else f"{'':8}"
+        lines.append(f"{row['file'][:29]:30}{row['variant'][:15]:16}{row['mask_ap']:9.3f}{drop}{row['box_ap']:8.3f}"
+                     f"{row['latency_ms']:12.1f}{row['size_bytes'] / 1e6:6.1f}")
     return "\n".join(lines)
 
 
