@@ -68,6 +68,9 @@ class MultilevelRoIAlign(nn.Module):
             pooled.append(
                 roi_align(feature, flat_rois[chosen], self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned)
             )
-        # One gather back to the rois' order (scattering level by level copied the whole output per level).
-        pooled = torch.cat(pooled)[torch.argsort(torch.cat(order))]
+        # One gather back to the rois' order (scattering level by level copied the whole output per level). The
+        # inverse order is scattered, not argsorted: an argsort exports as a TopK whose K TensorRT needs constant.
+        order = torch.cat(order)
+        restore = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+        pooled = torch.cat(pooled)[restore]
         return pooled.reshape(batch, count, *pooled.shape[1:])
