@@ -238,22 +238,11 @@ def _profile(job: dict, image) -> dict:
 
     Stages by the exported node names: backbone (+FPN), heads, SOLOv2's dynamic mask kernels (the
     top-level MatMul), and post-processing (everything else: scoring, maskness, Matrix NMS, boxes)."""
-    import onnxruntime
+    from segtrt.runtime.backends.onnxruntime import kernel_times
 
-    options = onnxruntime.SessionOptions()  # the portable graph has no plugin nodes: a plain session
-    options.intra_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
-    options.enable_profiling = True
-    options.profile_file_prefix = str(Path(job["files"]["portable"]).with_suffix(""))
-    session = onnxruntime.InferenceSession(job["files"]["portable"], options, providers=["CPUExecutionProvider"])
-    session.run(None, {"images": image})
-    profile = Path(session.end_profiling())
-    events = json.loads(profile.read_text())
-    profile.unlink()
     stages = collections.Counter()
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            stages[_stage(event["name"].removesuffix("_kernel_time"), event["args"]["op_name"])] += event["dur"] / 1000
+    for (node_name, op_type), ms in kernel_times(job["files"]["portable"], [image], threads=1).items():
+        stages[_stage(node_name, op_type)] += ms
     return dict(stages)
 
 

@@ -57,32 +57,17 @@ def main(argv=None) -> int:
 def op_profile(path, batches, threads: int, top: int) -> str:
     """'Conv 168.0, ReduceSum 93.8, ...': ms per image of the costliest op types, from ONNX Runtime's profiler."""
     import collections
-    import json
-    import tempfile
 
-    import onnxruntime
-
-    from segtrt.runtime.model_info import INPUT_NAME, read_info
+    from segtrt.runtime.backends.onnxruntime import kernel_times
+    from segtrt.runtime.model_info import read_info
 
     if read_info(path).flavour != "portable":
         return "(profile: portable-flavour files only; the trt flavour's plugins run as Python ops)"
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.enable_profiling = True
-    with tempfile.TemporaryDirectory() as folder:
-        options.profile_file_prefix = f"{folder}/profile"
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        for batch in batches:
-            session.run(None, {INPUT_NAME: batch})
-        with open(session.end_profiling()) as file:
-            events = json.load(file)
-    micros = collections.Counter()
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            micros[event["args"]["op_name"]] += event["dur"]
-    total = sum(micros.values()) / len(batches) / 1000
-    return f"kernels {total:.1f} ms/image: " + ", ".join(
-        f"{op} {value / len(batches) / 1000:.1f}" for op, value in micros.most_common(top))
+    per_op = collections.Counter()
+    for (_, op_type), ms in kernel_times(path, batches, threads).items():
+        per_op[op_type] += ms / len(batches)
+    return f"kernels {sum(per_op.values()):.1f} ms/image: " + ", ".join(
+        f"{op} {ms:.1f}" for op, ms in per_op.most_common(top))
 
 
 if __name__ == "__main__":

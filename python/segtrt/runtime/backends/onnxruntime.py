@@ -19,7 +19,10 @@ No torch here.
 
 from __future__ import annotations
 
+import collections
 import functools
+import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +69,7 @@ def create_session(path, provider: str = "cpu", threads: int | None = None):
             f"this ONNX Runtime has no {ORT_PROVIDERS[provider]} (it has {', '.join(available)}); install "
             "onnxruntime-gpu with CUDA (and TensorRT for 'tensorrt') on a GPU machine, or use --provider cpu"
         )
-    options = onnxruntime.SessionOptions()
-    # ONNX Runtime's CPU arena keeps the largest pool a run ever needed and doubled it on the second run
-    # of the same shape (an 800x1216 SOLOv2: peak RSS 581 MB after one run, 1054 MB after two); plain
-    # allocations peak at 634 MB and stay there, no slower (benchmarks/full_size.py --memory).
-    options.enable_cpu_mem_arena = False
-    if threads:
-        options.intra_op_num_threads = threads
+    options = _session_options(threads)
     providers = [ORT_PROVIDERS[provider]]
     if info.flavour != "trt":
         return onnxruntime.InferenceSession(str(path), options, providers=providers)
@@ -84,6 +81,43 @@ def create_session(path, provider: str = "cpu", threads: int | None = None):
         rewrite_plugin_nodes(model, CONTRIB_DOMAIN)
         options.register_custom_ops_library(_extensions_library())
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=providers)
+
+
+def _session_options(threads: int | None):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # ONNX Runtime's CPU arena keeps the largest pool a run ever needed and doubled it on the second run
+    # of the same shape (an 800x1216 SOLOv2: peak RSS 581 MB after one run, 1054 MB after two); plain
+    # allocations peak at 634 MB and stay there, no slower (benchmarks/full_size.py --memory).
+    options.enable_cpu_mem_arena = False
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def kernel_times(path, inputs, threads: int | None = 1) -> collections.Counter:
+    """Where ONNX Runtime spends a portable-flavour file's time: total ms per (node name, op type) over the
+    model inputs [B, 3, H, W] in `inputs`, run one after another on the CPU (its profiler's kernel events).
+
+    Portable files only: the trt flavour's plugin nodes run as Python ops, which would dominate."""
+    import onnxruntime
+
+    if read_info(path).flavour != "portable":
+        raise SegtrtError(f"{path} is not a portable-flavour file: profile the portable export")
+    options = _session_options(threads)
+    options.enable_profiling = True
+    times: collections.Counter = collections.Counter()
+    with tempfile.TemporaryDirectory() as folder:
+        options.profile_file_prefix = f"{folder}/profile"
+        session = onnxruntime.InferenceSession(str(path), options, providers=[ORT_PROVIDERS["cpu"]])
+        for images in inputs:
+            session.run(None, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            times[event["name"].removesuffix("_kernel_time"), event["args"]["op_name"]] += event["dur"] / 1000
+    return times
 
 
 def rewrite_plugin_nodes(model, domain: str = CONTRIB_DOMAIN) -> int:
