@@ -37,6 +37,7 @@ import numpy as np
 
 DEFAULT_MODELS = ("solov2:800x1216", "solov2:800x1344", "maskrcnn:800x1344")
 BACKENDS = ("pytorch", "ort-portable", "ort-trt")
+STAGES = ("backbone", "heads", "mask kernels", "conv layout", "post-processing")  # of the portable graph
 NUM_CLASSES = 80  # COCO's
 
 
@@ -200,7 +201,7 @@ def _measure(job: dict) -> dict:
     if job.get("memory_trace"):
         result["peak_rss_trace_mb"] = trace
     if job.get("profile"):
-        result["stages_ms"] = _profile(job, images[0][None])
+        result["stages_ms"], result["top_ops_ms"] = _profile(job, images[0][None])
     return result
 
 
@@ -233,26 +234,32 @@ def _runner(job: dict):
     return OnnxRuntimeBackend(job["files"][job["backend"].removeprefix("ort-")], threads=threads)
 
 
-def _profile(job: dict, image) -> dict:
-    """ms per stage of one run of the portable graph, from ONNX Runtime's profiler.
+def _profile(job: dict, image) -> tuple[dict, dict]:
+    """(ms per stage, ms per op type) of one run of the portable graph, from ONNX Runtime's profiler.
 
     Stages by the exported node names: backbone (+FPN), heads, SOLOv2's dynamic mask kernels (the
-    top-level MatMul), and post-processing (everything else: scoring, maskness, Matrix NMS, boxes)."""
+    top-level MatMul), convolution layout (ONNX Runtime's NCHWc reorders, which carry no scope), and
+    post-processing (everything else: scoring, maskness, Matrix NMS, boxes)."""
     from segtrt.runtime.backends.onnxruntime import kernel_times
 
-    stages = collections.Counter()
+    stages, ops = collections.Counter(), collections.Counter()
     for (node_name, op_type), ms in kernel_times(job["files"]["portable"], [image], threads=1).items():
         stages[_stage(node_name, op_type)] += ms
-    return dict(stages)
+        ops[op_type] += ms
+    return dict(stages), dict(ops.most_common(6))
 
 
 def _stage(node_name: str, op_type: str) -> str:
     scope = node_name.split("/")[1] if node_name.startswith("/") and node_name.count("/") > 1 else ""
     if scope == "backbone":
         return "backbone"
-    if scope in ("mask_head", "rpn", "roi_heads"):
+    # a head's last convolution fused with the activation after it takes the activation's top-level name
+    # ("/Sigmoid_output_0_nchwc" is SOLO's category convolution): a convolution is never post-processing
+    if scope in ("mask_head", "rpn", "roi_heads") or op_type in ("Conv", "FusedConv"):
         return "heads"
-    if op_type == "MatMul":
+    if op_type in ("ReorderInput", "ReorderOutput"):
+        return "conv layout"
+    if op_type == "MatMul" and not scope:
         return "mask kernels"
     return "post-processing"
 
@@ -272,6 +279,15 @@ def _table(rows: list[dict]) -> str:
         share = f"{stages['post-processing'] / sum(stages.values()):.1%}" if stages else ""
         lines.append(f"| {row['model']} | {row['backend']} | {row['threads']} | {row['median_ms']:.0f} | "
                      f"{row['p95_ms']:.0f} | {row['median_cpu_ms']:.0f} | {row['peak_rss_mb']:.0f} | {share} |")
+    profiled = [row for row in rows if row.get("stages_ms")]
+    if profiled:
+        lines += ["", "ONNX Runtime's profile of the portable graph, 1 thread, ms of kernel time per image:", "",
+                  "| model | " + " | ".join(STAGES) + " | costliest op types |",
+                  "|---|" + "---|" * (len(STAGES) + 1)]
+        for row in profiled:
+            stages, ops = row["stages_ms"], row["top_ops_ms"]
+            lines.append(f"| {row['model']} | " + " | ".join(f"{stages.get(s, 0):.0f}" for s in STAGES) + " | "
+                         + ", ".join(f"{op} {ms:.0f}" for op, ms in ops.items()) + " |")
     return "\n".join(lines)
 
 

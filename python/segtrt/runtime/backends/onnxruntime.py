@@ -55,8 +55,10 @@ class OnnxRuntimeBackend(Backend):
         return dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})))
 
 
-def create_session(path, provider: str = "cpu", threads: int | None = None):
-    """An onnxruntime.InferenceSession for a segtrt ONNX file (either flavour) on `provider`."""
+def create_session(path, provider: str = "cpu", threads: int | None = None, options=None):
+    """An onnxruntime.InferenceSession for a segtrt ONNX file (either flavour) on `provider`.
+
+    `options`: onnxruntime.SessionOptions to start from (default _session_options(threads))."""
     import onnx
     import onnxruntime
 
@@ -69,28 +71,89 @@ def create_session(path, provider: str = "cpu", threads: int | None = None):
             f"this ONNX Runtime has no {ORT_PROVIDERS[provider]} (it has {', '.join(available)}); install "
             "onnxruntime-gpu with CUDA (and TensorRT for 'tensorrt') on a GPU machine, or use --provider cpu"
         )
-    options = _session_options(threads)
+    options = options or _session_options(threads)
     providers = [ORT_PROVIDERS[provider]]
-    if info.flavour != "trt":
-        return onnxruntime.InferenceSession(str(path), options, providers=providers)
     model = onnx.load(str(path))
-    if provider == "tensorrt":
-        rewrite_plugin_nodes(model, TRT_PLUGIN_DOMAIN)
-        providers = [(ORT_PROVIDERS[provider], {"trt_extra_plugin_lib_paths": str(_plugin_library())})]
-    else:
-        rewrite_plugin_nodes(model, CONTRIB_DOMAIN)
-        options.register_custom_ops_library(_extensions_library())
+    if info.flavour == "trt":
+        if provider == "tensorrt":
+            rewrite_plugin_nodes(model, TRT_PLUGIN_DOMAIN)
+            providers = [(ORT_PROVIDERS[provider], {"trt_extra_plugin_lib_paths": str(_plugin_library())})]
+        else:
+            rewrite_plugin_nodes(model, CONTRIB_DOMAIN)
+            options.register_custom_ops_library(_extensions_library())
+    if provider == "cpu":
+        count_overlaps_in_integers(model)
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=providers)
+
+
+def count_overlaps_in_integers(model) -> int:
+    """Rewrite (in place) each product of a 0/1 mask matrix with its own transpose, `Cast(X: bool -> float) @
+    Transpose(same)` (Matrix NMS's pairwise mask intersections), as MatMulInteger of u8 and s8 copies; returns
+    how many were rewritten.
+
+    The counts are integers either way, so the result is the same number (float32 is exact below 2^24 pixels
+    per mask); ONNX Runtime's u8 x s8 kernel takes 107 ms where its float MatMul took 295 (500 masks of
+    200x304, 1 thread). A CPU session's copy only: TensorRT has no MatMulInteger, so files keep the float
+    product."""
+    import onnx
+
+    float_type = onnx.TensorProto.FLOAT
+    producer = {output: node for node in model.graph.node for output in node.output}
+
+    def attribute(node, name):
+        return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+
+    def self_product(node) -> bool:
+        """MatMul(Cast(X, to=float), Transpose(that Cast) of the last two axes)."""
+        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
+            return False
+        cast, transpose = producer.get(node.input[0]), producer.get(node.input[1])
+        if not (cast and transpose
+                and cast.op_type == "Cast" and attribute(cast, "to") == float_type
+                and transpose.op_type == "Transpose" and transpose.input[0] == cast.output[0]):
+            return False
+        perm = list(attribute(transpose, "perm") or [])
+        return len(perm) >= 2 and perm == [*range(len(perm) - 2), len(perm) - 1, len(perm) - 2]
+
+    products = {node.output[0] for node in model.graph.node if self_product(node)}
+    if not products:
+        return 0
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input]}
+    nodes, rewritten = [], 0
+    for node in model.graph.node:
+        cast = producer[node.input[0]] if node.output and node.output[0] in products else None
+        if cast is not None and types.get(cast.input[0]) == onnx.TensorProto.BOOL:
+            binary, name = cast.input[0], node.name or node.output[0]
+            perm = attribute(producer[node.input[1]], "perm")
+            nodes += [
+                onnx.helper.make_node("Cast", [binary], [f"{name}/u8"], to=onnx.TensorProto.UINT8),
+                onnx.helper.make_node("Cast", [binary], [f"{name}/s8"], to=onnx.TensorProto.INT8),
+                onnx.helper.make_node("Transpose", [f"{name}/s8"], [f"{name}/s8T"], perm=perm),
+                onnx.helper.make_node("MatMulInteger", [f"{name}/u8", f"{name}/s8T"], [f"{name}/i32"],
+                                      name=f"{name}/MatMulInteger"),
+                onnx.helper.make_node("Cast", [f"{name}/i32"], list(node.output), name=name, to=float_type),
+            ]
+            rewritten += 1
+        else:
+            nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return rewritten
 
 
 def _session_options(threads: int | None):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    # ONNX Runtime's CPU arena keeps the largest pool a run ever needed and doubled it on the second run
-    # of the same shape (an 800x1216 SOLOv2: peak RSS 581 MB after one run, 1054 MB after two); plain
-    # allocations peak at 634 MB and stay there, no slower (benchmarks/full_size.py --memory).
-    options.enable_cpu_mem_arena = False
+    # The CPU arena keeps what a run allocated for the next: without it every large intermediate is a fresh
+    # mmap whose pages fault in again on each run, and this VM spends 5 of 12 s of an 800x1216 SOLOv2 run
+    # in the kernel for its ~800k faults (6.8 s with the arena). The memory pattern is what grew: planned
+    # from the first run, its one block for all intermediates comes on top of the arena's chunks (peak RSS
+    # 4.3 GB after one run, 7.5 GB after two); without it the arena alone stays at 4.3 GB over 100 runs
+    # (benchmarks/full_size.py --memory 100).
+    options.enable_cpu_mem_arena = True
+    options.enable_mem_pattern = False
     if threads:
         options.intra_op_num_threads = threads
     return options
@@ -98,7 +161,8 @@ def _session_options(threads: int | None):
 
 def kernel_times(path, inputs, threads: int | None = 1) -> collections.Counter:
     """Where ONNX Runtime spends a portable-flavour file's time: total ms per (node name, op type) over the
-    model inputs [B, 3, H, W] in `inputs`, run one after another on the CPU (its profiler's kernel events).
+    model inputs [B, 3, H, W] in `inputs`, run one after another on the CPU after one untimed run of the
+    first (its profiler's kernel events).
 
     Portable files only: the trt flavour's plugin nodes run as Python ops, which would dominate."""
     import onnxruntime
@@ -110,13 +174,17 @@ def kernel_times(path, inputs, threads: int | None = 1) -> collections.Counter:
     times: collections.Counter = collections.Counter()
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = f"{folder}/profile"
-        session = onnxruntime.InferenceSession(str(path), options, providers=[ORT_PROVIDERS["cpu"]])
-        for images in inputs:
+        session = create_session(path, "cpu", threads, options)
+        inputs = list(inputs)
+        runs = [inputs[0], *inputs]
+        for images in runs:
             session.run(None, {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})
         events = json.loads(Path(session.end_profiling()).read_text())
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            times[event["name"].removesuffix("_kernel_time"), event["args"]["op_name"]] += event["dur"] / 1000
+    kernels = sorted((e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")),
+                     key=lambda e: e["ts"])
+    # the first run is a warm-up, not counted: it grows the arena and faults in every page it touches
+    for event in kernels[len(kernels) // len(runs):]:
+        times[event["name"].removesuffix("_kernel_time"), event["args"]["op_name"]] += event["dur"] / 1000
     return times
 
 
