@@ -1,10 +1,27 @@
+import contextlib
+
 import cv2
 import numpy as np
 import pytest
 
 from segtrt import SegtrtError
 from segtrt.runtime.postprocess import detections_to_instances
-from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, letterbox, to_model_input
+from segtrt.runtime.preprocess import (IMAGENET_MEAN, IMAGENET_STD, Preprocess, _fma32, bilinear_resize, letterbox,
+                                      to_model_input)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's bilinear resize takes a different kernel on 1 thread for 3 channels (see bilinear_resize):
+    the references run on 2, as torch does by default on any machine with 2 cores or more."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right():
@@ -71,6 +88,31 @@ def test_min_max_resize_is_torchvisions_transform(shape):
     assert geometry.resized_hw == tuple(images.image_sizes[0]) and batch.shape[2:] == images.tensors.shape[2:]
     normalised = (batch[0] - np.array(IMAGENET_MEAN, np.float32)[:, None, None]) / np.array(IMAGENET_STD)[:, None, None]
     np.testing.assert_allclose(normalised, images.tensors[0].numpy(), atol=2e-5)
+
+
+@pytest.mark.parametrize("shape, size", [((77, 131, 3), (224, 381)), ((480, 270, 3), (161, 90)),
+                                         ((64, 96, 3), (64, 96)), ((41, 29), (170, 118))])
+def test_bilinear_resize_is_torchs_generic_kernel_bit_for_bit(shape, size):
+    """Images (3 channels, 0..255 or normalised) and a paste's 2-D mask, up, down and to the same size."""
+    import torch
+
+    values = np.random.default_rng(2).standard_normal(shape).astype(np.float32) * 100
+    tensor = torch.from_numpy(values)
+    tensor = tensor.permute(2, 0, 1)[None] if values.ndim == 3 else tensor[None, None]
+    with torch_threads(2):
+        expected = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0]
+    expected = expected.permute(1, 2, 0).numpy() if values.ndim == 3 else expected[0].numpy()
+    np.testing.assert_array_equal(bilinear_resize(values, size), expected)
+
+
+def test_bilinear_resize_rounds_each_sum_once_as_an_fma():
+    """(1 + 2^-12)^2 = 1 + 2^-11 + 2^-24 is a float32 midpoint; adding +-2^-80 decides its rounding, which a
+    float64 sum loses (it rounds to the midpoint, then to even): _fma32 must not."""
+    near_one = np.float32(1 + 2**-12)
+    for tiny, expected in ((2.0**-80, 1 + 2**-11 + 2**-23), (-(2.0**-80), 1 + 2**-11)):
+        got = _fma32(np.array([near_one]), np.array([near_one]), np.array([tiny], np.float32))[0]
+        assert got == np.float32(expected)
+    assert np.float32(np.float64(near_one) ** 2 + 2.0**-80) == np.float32(1 + 2**-11)  # the double rounding
 
 
 def test_a_fixed_size_graph_gets_its_size_and_large_images_fit_it():

@@ -176,24 +176,54 @@ def resize_image(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndar
 
 
 def bilinear_resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """values [h, w, ...] float32 -> [h', w', ...], as torch's F.interpolate(mode="bilinear",
-    align_corners=False, antialias=False): half-pixel centres, float32 positions, edges clamped."""
+    """values [h, w, ...] float32 -> [h', w', ...], bit for bit as torch's F.interpolate(mode="bilinear",
+    align_corners=False, antialias=False) computes it in its generic CPU kernel on x86 with FMA (AVX2,
+    AVX-512): half-pixel centres, float32 positions and weights, edges clamped, each input row interpolated
+    as fma(v0, w0, v1 * w1) and the two rows combined the same way. (torch takes its vectorised
+    channels-last kernel instead for an output with h' + w' <= 128, or for 3 channels on 1 thread: that
+    one rounds differently, by an ulp here and there.)"""
     def axis(out_length, in_length):
-        ratio = np.float64(np.float32(in_length / out_length))
-        # ratio * (i + 0.5) - 0.5 rounded once to float32, as torch's fused multiply-add rounds it
-        position = np.maximum(ratio * (np.arange(out_length) + 0.5) - 0.5, 0.0).astype(np.float32)
+        ratio = np.float32(in_length) / np.float32(out_length)
+        centres = np.arange(out_length, dtype=np.float32) + np.float32(0.5)
+        position = np.maximum(_fma32(ratio, centres, np.float32(-0.5)), np.float32(0))
         lower = np.minimum(position.astype(np.int64), in_length - 1)
         upper = np.minimum(lower + 1, in_length - 1)
-        return lower, upper, (position - lower).astype(np.float32)
+        weight = (position - lower).astype(np.float32)
+        return lower, upper, np.float32(1) - weight, weight
 
-    y0, y1, fy = axis(size[0], values.shape[0])
-    x0, x1, fx = axis(size[1], values.shape[1])
+    y0, y1, wy0, wy1 = axis(size[0], values.shape[0])
+    x0, x1, wx0, wx1 = axis(size[1], values.shape[1])
     extra = (None,) * (values.ndim - 2)
-    fx, fy = fx[(None, slice(None), *extra)], fy[(slice(None), None, *extra)]
-    rows0, rows1 = values[y0], values[y1]
-    top = rows0[:, x0] * (1 - fx) + rows0[:, x1] * fx
-    bottom = rows1[:, x0] * (1 - fx) + rows1[:, x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    wx0, wx1 = (w[(None, slice(None), *extra)] for w in (wx0, wx1))
+    wy0, wy1 = (w[(slice(None), None, *extra)] for w in (wy0, wy1))
+    rows, where = np.unique(np.concatenate((y0, y1)), return_inverse=True)  # each input row interpolated once
+    picked = values[rows]
+    across = _fma32(picked[:, x0], wx0, picked[:, x1] * wx1)
+    return _fma32(across[where[: size[0]]], wy0, across[where[size[0]:]] * wy1)
+
+
+def _fma32(a, b, c) -> np.ndarray:
+    """a * b + c for float32 a, b, c (arrays that broadcast), rounded once to float32 as an FMA instruction
+    rounds it.
+
+    The float64 product of two float32 numbers is exact, so only the float64 sum rounds before float32 does.
+    Two roundings differ from one only where the float64 sum is inexact and lands on a float32 midpoint (or
+    in float32's subnormal range): those few are redone exactly, as the sum's round-to-odd value (TwoSum gives
+    its exact error), whose float32 rounding is the correctly rounded result (Boldo and Melquiond, "Emulation
+    of FMA and correctly rounded sums", IEEE Trans. Computers 2008).
+    """
+    product = np.multiply(a, b, dtype=np.float64)
+    total = product + c
+    bits = total.view(np.int64)
+    suspect = (bits & 0x1FFFFFFF) == 0x10000000  # float32's 23 fraction bits, then a 1, then 28 zeros
+    suspect |= (bits & 0x7FF0000000000000) < (1023 - 126) << 52
+    if suspect.any():
+        product, addend, rounded = product[suspect], np.broadcast_to(c, total.shape)[suspect], total[suspect]
+        virtual = rounded - product
+        error = (product - (rounded - virtual)) + (addend - virtual)
+        even = (rounded.view(np.int64) & 1) == 0
+        total[suspect] = np.where(even & (error != 0), np.nextafter(rounded, np.copysign(np.inf, error)), rounded)
+    return total.astype(np.float32)
 
 
 def to_model_input(images: list[np.ndarray], preprocess: Preprocess) -> tuple[np.ndarray, list[ImageGeometry]]:
