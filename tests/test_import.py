@@ -213,6 +213,8 @@ def test_bad_torchvision_inputs_are_one_clear_line(torchvision_model, tmp_path, 
     assert "pickled Python objects" in _fails(capsys, "import", "--from", "torchvision", str(pickled), "--out", out)
     assert "unknown Mask R-CNN option" in _fails(
         capsys, "import", "--from", "torchvision", str(state_dict), "--out", out, "--set", "max_candidate=5")
+    assert "unknown normalise step 'after_resize'" in _fails(
+        capsys, "import", "--from", "torchvision", str(state_dict), "--out", out, "--set", "normalise=after_resize")
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -335,6 +337,9 @@ def test_bad_mmdet_inputs_are_one_clear_line(mmdet_checkpoint, mmdet_weights, tm
     assert "TensorRT takes K < 3840" in _fails(capsys, "import", "--from", "mmdet", str(mmdet_checkpoint),
                                                "--config", str(MMDET_CONFIG), "--out", out,
                                                "--set", "max_candidates=4000")
+    assert "goes with resize 'min_max', not 'keep_ratio'" in _fails(
+        capsys, "import", "--from", "mmdet", str(mmdet_checkpoint), "--config", str(MMDET_CONFIG), "--out", out,
+        "--set", "normalise=before_resize")
     assert not (tmp_path / "out.pt").exists()
 
 
