@@ -100,3 +100,23 @@ def test_the_preprocessing_is_the_one_source_of_mean_and_std(tmp_path, kind):
     with pytest.raises(SegtrtError, match="normalises with"):
         save_checkpoint(tmp_path / "other.pt", model, CLASSES, Preprocess(input_size=(64, 64)))  # ImageNet's numbers
     assert not (tmp_path / "other.pt").exists()
+
+
+@pytest.mark.parametrize("kind", ["maskrcnn", "solov2"])
+def test_a_model_whose_preprocessing_normalises_takes_its_input_as_it_is(tmp_path, kind):
+    """normalise "before_resize" (torchvision's order): to_model_input normalises, so the model must not, and its
+    checkpoint rebuilds it that way."""
+    preprocess = Preprocess(resize="min_max", scale=(64, 64), input_size=(64, 64), normalise="before_resize")
+    model = build_model(kind, len(CLASSES), preprocess=preprocess).eval()
+    seen = []
+    model.backbone.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    images = torch.full((1, 3, 64, 64), -1.5)
+    with torch.no_grad():
+        model(images)
+    assert torch.equal(seen[0], images)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, CLASSES, preprocess)
+    loaded, meta = load_checkpoint(path)
+    assert (loaded.mean, loaded.std) == (None, None) and meta["preprocess"].normalise == "before_resize"
+    with pytest.raises(SegtrtError, match="the model takes normalised input, the pre-processing says it normalises"):
+        save_checkpoint(tmp_path / "other.pt", model, CLASSES, Preprocess(input_size=(64, 64)))

@@ -1,10 +1,14 @@
+import contextlib
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 
 from segtrt import SegtrtError
 from segtrt.runtime.postprocess import detections_to_instances
-from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, letterbox, to_model_input
+from segtrt.runtime.preprocess import (IMAGENET_MEAN, IMAGENET_STD, Preprocess, _fma32, bilinear_resize, letterbox,
+                                      to_model_input)
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right():
@@ -58,19 +62,86 @@ def test_keep_ratio_rounds_as_mmcv_and_pads_zero_after_normalisation():
                                   cv2.resize(image, (1203, 800), interpolation=cv2.INTER_LINEAR))
 
 
-@pytest.mark.parametrize("shape", [(300, 451), (480, 270), (123, 77)])
-def test_min_max_resize_is_torchvisions_transform(shape):
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's bilinear resize takes a different kernel on 1 thread for 3 channels (see bilinear_resize):
+    the references run on 2, as torch does by default on any machine with 2 cores or more."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _torchvision_transform_tensor(image, scale):
+    """torchvision's GeneralizedRCNNTransform of an RGB uint8 image (to_tensor's / 255) -> (its tensor [3, H, W],
+    the resized (h, w))."""
     import torch
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-    transform = GeneralizedRCNNTransform(320, 512, [m / 255 for m in IMAGENET_MEAN], [s / 255 for s in IMAGENET_STD])
-    preprocess = Preprocess(resize="min_max", scale=(512, 320), fixed_size=False, input_size=(512, 512))
+    transform = GeneralizedRCNNTransform(min(scale), max(scale), [m / 255 for m in IMAGENET_MEAN],
+                                         [s / 255 for s in IMAGENET_STD])
+    with torch.no_grad(), torch_threads(2):
+        images, _ = transform([torch.from_numpy(image).permute(2, 0, 1).float() / 255])
+    return images.tensors[0].numpy(), tuple(images.image_sizes[0])
+
+
+# (original (h, w), (max_size, min_size)): up- and downscaling, the same size, odd sizes, resized sizes that are
+# not multiples of 32, and a full COCO-size image
+TORCHVISION_CASES = [((300, 451), (512, 320)), ((480, 270), (512, 320)), ((123, 77), (512, 320)),
+                     ((1000, 701), (512, 320)), ((320, 480), (512, 320)), ((50, 61), (1333, 800)),
+                     ((427, 640), (1333, 800))]
+
+
+@pytest.mark.parametrize("shape, scale", TORCHVISION_CASES)
+def test_normalise_before_resize_gives_torchvisions_input_tensor_bit_for_bit(shape, scale):
+    preprocess = Preprocess(resize="min_max", scale=scale, fixed_size=False, input_size=(1344, 1344),
+                            normalise="before_resize")
     image = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    images, _ = transform([torch.from_numpy(image).permute(2, 0, 1).float() / 255])
+    expected, resized_hw = _torchvision_transform_tensor(image, scale)
     batch, (geometry,) = to_model_input([image], preprocess)
-    assert geometry.resized_hw == tuple(images.image_sizes[0]) and batch.shape[2:] == images.tensors.shape[2:]
+    assert geometry.resized_hw == resized_hw
+    np.testing.assert_array_equal(batch[0], expected)  # the padding's 0 included
+
+
+@pytest.mark.parametrize("shape, scale", TORCHVISION_CASES[:3])
+def test_min_max_normalised_in_the_model_is_close_to_torchvisions_transform(shape, scale):
+    """Files from before `normalise` (resize first, the graph normalises): torchvision's tensor to float noise."""
+    preprocess = Preprocess(resize="min_max", scale=scale, fixed_size=False, input_size=(512, 512))
+    image = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    expected, resized_hw = _torchvision_transform_tensor(image, scale)
+    batch, (geometry,) = to_model_input([image], preprocess)
+    assert geometry.resized_hw == resized_hw and batch.shape[2:] == expected.shape[1:]
     normalised = (batch[0] - np.array(IMAGENET_MEAN, np.float32)[:, None, None]) / np.array(IMAGENET_STD)[:, None, None]
-    np.testing.assert_allclose(normalised, images.tensors[0].numpy(), atol=2e-5)
+    np.testing.assert_allclose(normalised, expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("shape, size", [((77, 131, 3), (224, 381)), ((480, 270, 3), (161, 90)),
+                                         ((64, 96, 3), (64, 96)), ((41, 29), (170, 118))])
+def test_bilinear_resize_is_torchs_generic_kernel_bit_for_bit(shape, size):
+    """Images (3 channels, 0..255 or normalised) and a paste's 2-D mask, up, down and to the same size."""
+    import torch
+
+    values = np.random.default_rng(2).standard_normal(shape).astype(np.float32) * 100
+    tensor = torch.from_numpy(values)
+    tensor = tensor.permute(2, 0, 1)[None] if values.ndim == 3 else tensor[None, None]
+    with torch_threads(2):
+        expected = torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0]
+    expected = expected.permute(1, 2, 0).numpy() if values.ndim == 3 else expected[0].numpy()
+    np.testing.assert_array_equal(bilinear_resize(values, size), expected)
+
+
+def test_bilinear_resize_rounds_each_sum_once_as_an_fma():
+    """(1 + 2^-12)^2 = 1 + 2^-11 + 2^-24 is a float32 midpoint; adding +-2^-80 decides its rounding, which a
+    float64 sum loses (it rounds to the midpoint, then to even): _fma32 must not."""
+    near_one = np.float32(1 + 2**-12)
+    for tiny, expected in ((2.0**-80, 1 + 2**-11 + 2**-23), (-(2.0**-80), 1 + 2**-11)):
+        got = _fma32(np.array([near_one]), np.array([near_one]), np.array([tiny], np.float32))[0]
+        assert got == np.float32(expected)
+    assert np.float32(np.float64(near_one) ** 2 + 2.0**-80) == np.float32(1 + 2**-11)  # the double rounding
 
 
 def test_a_fixed_size_graph_gets_its_size_and_large_images_fit_it():
@@ -94,3 +165,12 @@ def test_old_metadata_reads_as_letterbox_and_new_fields_round_trip():
         Preprocess(resize="keep_ratio")
     with pytest.raises(SegtrtError, match="unknown paste rule"):
         Preprocess(paste="detectron2")
+    assert Preprocess.from_dict(old).normalise == "in_model"  # the graph normalises, as it always did
+    torchvision = dataclasses.replace(imported, normalise="before_resize")
+    assert Preprocess.from_dict(torchvision.to_dict()) == torchvision
+    assert torchvision.model_normalisation == (None, None)
+    assert imported.model_normalisation == (IMAGENET_MEAN, IMAGENET_STD)
+    with pytest.raises(SegtrtError, match="unknown normalise step"):
+        Preprocess(normalise="after_resize")
+    with pytest.raises(SegtrtError, match="goes with resize 'min_max'"):
+        Preprocess(normalise="before_resize")

@@ -3,8 +3,9 @@
 Every model follows the same contract (see docs in each class): `loss(images,
 targets)` for training and `forward(images)` for the fixed-shape deployable pass,
 whose outputs are the exported graph's (README "Output contract"; `mask_frame`
-says what a mask row spans). Images are letterboxed RGB float32 in 0..255,
-[B, 3, H, W]; normalisation happens inside the model. `predict` turns the
+says what a mask row spans). Images are pre-processed RGB float32 [B, 3, H, W] in 0..255,
+normalised inside the model, or already normalised where the pre-processing normalises
+before resizing (torchvision's order: Preprocess.normalise). `predict` turns the
 deployable outputs into instances with the post-processing every exported backend
 uses, so PyTorch is scored exactly like ONNX Runtime or TensorRT.
 """
@@ -37,24 +38,40 @@ def build_model(kind: str, num_classes: int, backbone: str = "edge", preprocess=
     """A freshly initialised model of the given kind (see MODELS).
 
     The model normalises its input with `preprocess`'s mean and std (segtrt.runtime.preprocess.Preprocess;
-    default ImageNet's): the pre-processing is the one source of them, so the ONNX metadata written
-    from it describes what the graph does.
+    default ImageNet's), or takes it normalised where `preprocess` normalises before resizing: the
+    pre-processing is the one source of them, so the ONNX metadata written from it describes what the
+    graph does.
     """
     if num_classes < 1:
         raise SegtrtError(f"num_classes must be at least 1, got {num_classes}")
     if backbone not in BACKBONES:
         raise SegtrtError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    normalisation = {"mean": preprocess.mean, "std": preprocess.std} if preprocess is not None else {}
+    normalisation = dict(zip(("mean", "std"), preprocess.model_normalisation)) if preprocess is not None else {}
     return model_class(kind)(num_classes=num_classes, backbone=backbone, **normalisation, **options)
 
 
 def check_normalisation(model, preprocess) -> None:
-    """SegtrtError unless the model normalises with `preprocess`'s mean and std (before they are recorded)."""
-    if (model.mean, model.std) != (tuple(preprocess.mean), tuple(preprocess.std)):
+    """SegtrtError unless the model normalises as `preprocess` says (before it is recorded): with its mean and
+    std, or not at all where the pre-processing normalises."""
+    expected = preprocess.model_normalisation
+    if (model.mean, model.std) != expected:
         raise SegtrtError(
-            f"the model normalises with mean {model.mean} / std {model.std}, the pre-processing says "
-            f"{tuple(preprocess.mean)} / {tuple(preprocess.std)}; build the model with build_model(..., preprocess=...)"
+            f"the model {_normalisation_text(model.mean, model.std)}, the pre-processing says it "
+            f"{_normalisation_text(*expected)}; build the model with build_model(..., preprocess=...)"
         )
+
+
+def normalisation_numbers(mean, std) -> tuple:
+    """A model's (mean, std) as float tuples, or (None, None) where its input comes normalised."""
+    if (mean is None) != (std is None):
+        raise SegtrtError("a model takes both mean and std, or neither (its input comes normalised)")
+    if mean is None:
+        return None, None
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _normalisation_text(mean, std) -> str:
+    return "takes normalised input" if mean is None else f"normalises with mean {mean} / std {std}"
 
 
 def deployable_outputs(model, images) -> dict[str, np.ndarray]:

@@ -47,7 +47,7 @@ def format_summary(imported, out: Path) -> str:
         f"{model.kind} ({model.backbone_name}, {model.num_classes} classes: "
         f"{', '.join(imported.class_names[:4])}{', ...' if model.num_classes > 4 else ''}) -> {out}",
         f"  pre-processing: {preprocess.resize} to {tuple(preprocess.scale)}, pad to /{preprocess.size_divisor}, "
-        f"{preprocess.channel_order}, paste rule {preprocess.paste}",
+        f"{preprocess.channel_order}, normalise {preprocess.normalise}, paste rule {preprocess.paste}",
         "  " + ", ".join(f"{key} {value}" for key, value in caps.items()),
         *(f"  {note}" for note in imported.notes),
     ]

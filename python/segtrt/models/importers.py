@@ -8,7 +8,8 @@
   data pre-processor's mean/std/colour order and pad divisor, mmdetection's paste rule.
 - torchvision Mask R-CNN (maskrcnn_resnet50_fpn-style state dicts): widths inferred from
   the shapes; classes torchvision's 90 COCO labels for 91-way classifiers; pre-processing:
-  torchvision's min/max-size resize (800, 1333) and its paste rule.
+  torchvision's min/max-size resize (800, 1333), normalised before resizing as its transform
+  does (so the model input is torchvision's own tensor), and its paste rule.
 
 Both accept overrides (`--set KEY=VALUE`): any model option, a pre-processing field, or
 class_names. Every file is read with torch.load(weights_only=True): no pickled code runs.
@@ -282,7 +283,8 @@ def _import_torchvision(checkpoint: dict, path, settings: dict) -> Imported:
     options.update({key: value for key, value in settings.items() if key not in (*PREPROCESS_FIELDS, "class_names")})
     notes = ["widths from the tensor shapes; thresholds torchvision's defaults"]
     class_names = _class_names(settings, None, num_classes, torchvision_coco_names(), "", notes)
-    preprocess = _preprocess({"resize": "min_max", "paste": "torchvision", "scale": MMDET_SCALE}, settings)
+    preprocess = _preprocess({"resize": "min_max", "paste": "torchvision", "scale": MMDET_SCALE,
+                              "normalise": "before_resize"}, settings)
     model = _build("maskrcnn", num_classes, backbone, preprocess, options)
     from segtrt.models.maskrcnn import load_torchvision_state_dict
 

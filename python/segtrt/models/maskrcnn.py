@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from segtrt import SegtrtError
+from segtrt.models import normalisation_numbers
 from segtrt.models.backbone import build_backbone
 from segtrt.models.roi_heads import RoIHeads
 from segtrt.models.rpn import RegionProposalNetwork
@@ -46,8 +47,9 @@ EDGE_OPTIONS = {
 class MaskRCNN(nn.Module):
     """Mask R-CNN for `num_classes` object classes (no background class counted).
 
-    Images are [B, 3, H, W] RGB float32 in 0..255 with H, W multiples of 32;
-    normalisation happens inside. See segtrt.models for the loss/forward contract.
+    Images are [B, 3, H, W] RGB float32 in 0..255 with H, W multiples of 32, normalised inside with
+    mean / std; mean = std = None: the images come normalised (Preprocess.normalise "before_resize").
+    See segtrt.models for the loss/forward contract.
     """
 
     kind = "maskrcnn"
@@ -64,9 +66,10 @@ class MaskRCNN(nn.Module):
         self.num_classes = num_classes
         self.backbone_name = backbone
         self.backbone = build_backbone(backbone, self.options["fpn_channels"])
-        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        self.register_buffer("image_mean", torch.tensor(self.mean).reshape(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(self.std).reshape(1, 3, 1, 1), persistent=False)
+        self.mean, self.std = normalisation_numbers(mean, std)
+        if self.mean is not None:
+            self.register_buffer("image_mean", torch.tensor(self.mean).reshape(1, 3, 1, 1), persistent=False)
+            self.register_buffer("image_std", torch.tensor(self.std).reshape(1, 3, 1, 1), persistent=False)
         channels, strides = self.backbone.out_channels, tuple(self.backbone.strides)
         self.rpn = RegionProposalNetwork(
             channels,
@@ -91,7 +94,9 @@ class MaskRCNN(nn.Module):
         """Pyramid [P2, P3, P4, P5, P6] of normalised images."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise SegtrtError(f"expected images of shape [B, 3, H, W], got {list(images.shape)}")
-        return list(self.backbone((images - self.image_mean) / self.image_std).values())
+        if self.mean is not None:
+            images = (images - self.image_mean) / self.image_std
+        return list(self.backbone(images).values())
 
     def forward(self, images: torch.Tensor):
         """Eval-mode deployable pass: images [B, 3, H, W] -> the fixed-shape detection tuple.

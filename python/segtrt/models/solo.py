@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segtrt import SegtrtError
+from segtrt.models import normalisation_numbers
 from segtrt.models.backbone import build_backbone
 from segtrt.models.losses import dice_loss, sigmoid_focal_loss
 from segtrt.models.matrix_nms import MatrixNMS
@@ -131,9 +132,10 @@ class _SOLOBase(nn.Module):
             mask_threshold=opts["mask_thr"], kernel=opts["nms_kernel"], sigma=opts["nms_sigma"],
             nms_pre=opts["nms_pre"], max_num=opts["max_detections"], filter_thr=opts["filter_thr"],
         )
-        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        self.register_buffer("pixel_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
+        self.mean, self.std = normalisation_numbers(mean, std)
+        if self.mean is not None:
+            self.register_buffer("pixel_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("pixel_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
         cell_min_area = [torch.full((grid**2,), float(area)) for grid, area in zip(opts["num_grids"], opts["min_mask_area"])]
         self.register_buffer("cell_min_area", torch.cat(cell_min_area), persistent=False)
 
@@ -141,8 +143,10 @@ class _SOLOBase(nn.Module):
         raise NotImplementedError
 
     def _pyramid(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Letterboxed RGB 0..255 [B, 3, H, W] -> [P2, P3, P4, P5, P6]."""
-        return list(self.backbone((images - self.pixel_mean) / self.pixel_std).values())
+        """Pre-processed RGB [B, 3, H, W] (0..255, or normalised where mean is None) -> [P2, P3, P4, P5, P6]."""
+        if self.mean is not None:
+            images = (images - self.pixel_mean) / self.pixel_std
+        return list(self.backbone(images).values())
 
     # ---- deployable pass -------------------------------------------------------------
 

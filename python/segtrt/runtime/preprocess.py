@@ -22,8 +22,18 @@ as the frameworks do, and `input_size` is the largest such size.
 
 `paste` names the rule that brings masks back to the original image (see
 segtrt.runtime.postprocess): segtrt's own, or the source framework's.
-Mean/std normalisation happens inside the model, so it travels with the ONNX graph;
-the numbers are still recorded here for the ONNX metadata.
+
+`normalise` says where mean/std normalisation happens (NORMALISE_STEPS):
+- "in_model" (segtrt's and mmdetection's order, and every file written before the field
+  existed): inside the model, after resize and padding, so it travels with the ONNX graph;
+  the model input is in 0..255.
+- "before_resize" (torchvision's GeneralizedRCNNTransform, min_max only): here, on the
+  float32 image in torchvision's arithmetic, (image / 255 - mean / 255) / (std / 255) with
+  each number rounded to float32, then resized and padded with 0; the model takes this
+  normalised input as it is. Normalising first is what makes the input torchvision's own
+  tensor, bit for bit: resizing first rounds differently (up to 2 ulp), which the perturbed
+  random-weight Mask R-CNN of tests/test_import.py turned into box differences of 2.3e-3 px.
+`mean` and `std` are in 0..255 either way, as the ONNX metadata records them.
 
 NumPy and OpenCV only: the runtime imports this without torch.
 """
@@ -42,11 +52,13 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 SIZE_DIVISOR = 32  # torchvision's and mmdetection's batch padding: 800x1344 is COCO's usual input
 RESIZE_MODES = ("letterbox", "keep_ratio", "min_max")
 PASTE_RULES = ("segtrt", "mmdet", "torchvision")
+NORMALISE_STEPS = ("in_model", "before_resize")
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How a raw RGB uint8 image becomes the model input [1, 3, H, W] float32 in 0..255."""
+    """How a raw RGB uint8 image becomes the model input [1, 3, H, W] float32 (0..255, or normalised: see
+    `normalise`)."""
 
     input_size: tuple[int, int] = (192, 192)  # (H, W): the fixed input, or the largest one without fixed_size
     resize: str = "letterbox"  # one of RESIZE_MODES
@@ -58,12 +70,19 @@ class Preprocess:
     size_divisor: int = SIZE_DIVISOR  # keep_ratio / min_max padding
     fixed_size: bool = True  # pad every batch to input_size (a fixed-shape graph)
     paste: str = "segtrt"  # one of PASTE_RULES
+    normalise: str = "in_model"  # one of NORMALISE_STEPS: where (x - mean) / std happens
 
     def __post_init__(self):
         if self.resize not in RESIZE_MODES:
             raise SegtrtError(f"unknown resize mode {self.resize!r}; segtrt supports {', '.join(RESIZE_MODES)}")
         if self.paste not in PASTE_RULES:
             raise SegtrtError(f"unknown paste rule {self.paste!r}; segtrt supports {', '.join(PASTE_RULES)}")
+        if self.normalise not in NORMALISE_STEPS:
+            raise SegtrtError(
+                f"unknown normalise step {self.normalise!r}; segtrt supports {', '.join(NORMALISE_STEPS)}")
+        if self.normalise == "before_resize" and self.resize != "min_max":
+            raise SegtrtError(f"normalise 'before_resize' is torchvision's order and goes with resize 'min_max', "
+                              f"not {self.resize!r}")
         if self.channel_order not in ("RGB", "BGR"):
             raise SegtrtError(f"channel_order must be 'RGB' or 'BGR', not {self.channel_order!r}")
         if self.resize == "letterbox":
@@ -79,6 +98,11 @@ class Preprocess:
                 f"input size {height}x{width} must be a multiple of {SIZE_DIVISOR} (the stride of P5, the "
                 "coarsest level RoIs and masks come from), e.g. 800x1344 or 192x192"
             )
+
+    @property
+    def model_normalisation(self) -> tuple:
+        """(mean, std) the model normalises its input with, or (None, None): the input comes normalised."""
+        return (self.mean, self.std) if self.normalise == "in_model" else (None, None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,24 +200,66 @@ def resize_image(image: np.ndarray, size: tuple[int, int], mode: str) -> np.ndar
 
 
 def bilinear_resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """values [h, w, ...] float32 -> [h', w', ...], as torch's F.interpolate(mode="bilinear",
-    align_corners=False, antialias=False): half-pixel centres, float32 positions, edges clamped."""
+    """values [h, w, ...] float32 -> [h', w', ...], bit for bit as torch's F.interpolate(mode="bilinear",
+    align_corners=False, antialias=False) computes it in its generic CPU kernel on x86 with FMA (AVX2,
+    AVX-512): half-pixel centres, float32 positions and weights, edges clamped, each input row interpolated
+    as fma(v0, w0, v1 * w1) and the two rows combined the same way. (torch takes its vectorised
+    channels-last kernel instead for an output with h' + w' <= 128, or for 3 channels on 1 thread: that
+    one rounds differently, by an ulp here and there.)"""
     def axis(out_length, in_length):
-        ratio = np.float64(np.float32(in_length / out_length))
-        # ratio * (i + 0.5) - 0.5 rounded once to float32, as torch's fused multiply-add rounds it
-        position = np.maximum(ratio * (np.arange(out_length) + 0.5) - 0.5, 0.0).astype(np.float32)
+        ratio = np.float32(in_length) / np.float32(out_length)
+        centres = np.arange(out_length, dtype=np.float32) + np.float32(0.5)
+        position = np.maximum(_fma32(ratio, centres, np.float32(-0.5)), np.float32(0))
         lower = np.minimum(position.astype(np.int64), in_length - 1)
         upper = np.minimum(lower + 1, in_length - 1)
-        return lower, upper, (position - lower).astype(np.float32)
+        weight = (position - lower).astype(np.float32)
+        return lower, upper, np.float32(1) - weight, weight
 
-    y0, y1, fy = axis(size[0], values.shape[0])
-    x0, x1, fx = axis(size[1], values.shape[1])
+    y0, y1, wy0, wy1 = axis(size[0], values.shape[0])
+    x0, x1, wx0, wx1 = axis(size[1], values.shape[1])
     extra = (None,) * (values.ndim - 2)
-    fx, fy = fx[(None, slice(None), *extra)], fy[(slice(None), None, *extra)]
-    rows0, rows1 = values[y0], values[y1]
-    top = rows0[:, x0] * (1 - fx) + rows0[:, x1] * fx
-    bottom = rows1[:, x0] * (1 - fx) + rows1[:, x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    wx0, wx1 = (w[(None, slice(None), *extra)] for w in (wx0, wx1))
+    wy0, wy1 = (w[(slice(None), None, *extra)] for w in (wy0, wy1))
+    rows, where = np.unique(np.concatenate((y0, y1)), return_inverse=True)  # each input row interpolated once
+    picked = values[rows]
+    across = _fma32(picked[:, x0], wx0, picked[:, x1] * wx1)
+    return _fma32(across[where[: size[0]]], wy0, across[where[size[0]:]] * wy1)
+
+
+def _fma32(a, b, c) -> np.ndarray:
+    """a * b + c for float32 a, b, c (arrays that broadcast), rounded once to float32 as an FMA instruction
+    rounds it.
+
+    The float64 product of two float32 numbers is exact, so only the float64 sum rounds before float32 does.
+    Two roundings differ from one only where the float64 sum is inexact and lands on a float32 midpoint (or
+    in float32's subnormal range): those few are redone exactly, as the sum's round-to-odd value (TwoSum gives
+    its exact error), whose float32 rounding is the correctly rounded result (Boldo and Melquiond, "Emulation
+    of FMA and correctly rounded sums", IEEE Trans. Computers 2008).
+    """
+    product = np.multiply(a, b, dtype=np.float64)
+    total = product + c
+    bits = total.view(np.int64)
+    suspect = (bits & 0x1FFFFFFF) == 0x10000000  # float32's 23 fraction bits, then a 1, then 28 zeros
+    suspect |= (bits & 0x7FF0000000000000) < (1023 - 126) << 52
+    if suspect.any():
+        product, addend, rounded = product[suspect], np.broadcast_to(c, total.shape)[suspect], total[suspect]
+        virtual = rounded - product
+        error = (product - (rounded - virtual)) + (addend - virtual)
+        even = (rounded.view(np.int64) & 1) == 0
+        total[suspect] = np.where(even & (error != 0), np.nextafter(rounded, np.copysign(np.inf, error)), rounded)
+    return total.astype(np.float32)
+
+
+def normalise_before_resize(image: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """An RGB uint8 image [h, w, 3] -> float32 (image / 255 - mean / 255) / (std / 255), op for op as
+    torchvision's GeneralizedRCNNTransform.normalize computes it on a to_tensor image (each number float32;
+    mean / 255 of ImageNet's numbers gives torchvision's 0.485, ...). Channels stay RGB: to_model_input
+    reorders them afterwards, so the numbers are taken in RGB order."""
+    mean, std = ((np.asarray(numbers, np.float64) / 255).astype(np.float32)
+                 for numbers in (preprocess.mean, preprocess.std))
+    if preprocess.channel_order == "BGR":
+        mean, std = mean[::-1], std[::-1]
+    return (image.astype(np.float32) / np.float32(255) - mean) / std
 
 
 def to_model_input(images: list[np.ndarray], preprocess: Preprocess) -> tuple[np.ndarray, list[ImageGeometry]]:
@@ -205,15 +271,22 @@ def to_model_input(images: list[np.ndarray], preprocess: Preprocess) -> tuple[np
         _check_image(image)
     sizes = [preprocess.fit_size(*image.shape[:2]) for image in images]
     input_hw = preprocess.padded_size(sizes)
+    normalised_here = preprocess.normalise == "before_resize"
     if preprocess.resize == "letterbox":
         batch = np.full((len(images), *input_hw, 3), preprocess.pad_value, np.float32)
-    else:  # 0 after normalisation
+    elif normalised_here:
+        batch = np.zeros((len(images), *input_hw, 3), np.float32)
+    else:  # 0 after the model's normalisation
         batch = np.empty((len(images), *input_hw, 3), np.float32)
         mean = np.asarray(preprocess.mean, np.float32)
         batch[...] = mean[::-1] if preprocess.channel_order == "BGR" else mean
     geometries = []
     for index, (image, size) in enumerate(zip(images, sizes)):
-        batch[index, : size[0], : size[1]] = resize_image(image, size, preprocess.resize)
+        if normalised_here:
+            resized = bilinear_resize(normalise_before_resize(image, preprocess), size)
+        else:
+            resized = resize_image(image, size, preprocess.resize)
+        batch[index, : size[0], : size[1]] = resized
         scale_y, scale_x = size[0] / image.shape[0], size[1] / image.shape[1]
         geometries.append(ImageGeometry(scale_y, scale_x, size, input_hw))
     if preprocess.channel_order == "BGR":

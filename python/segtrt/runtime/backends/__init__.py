@@ -26,7 +26,8 @@ PROVIDERS = ("cpu", "cuda", "tensorrt")  # ONNX Runtime execution providers, by 
 
 
 class Backend:
-    """A model that maps images [B, 3, H, W] float32 (letterboxed RGB 0..255) to the contract's outputs.
+    """A model that maps images [B, 3, H, W] float32 (to_model_input's, as info.preprocess says) to the
+    contract's outputs.
 
     Attributes: info (ModelInfo), name (shown in reports), batch_size (the fixed batch
     the model takes, or None for any batch).
