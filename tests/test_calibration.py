@@ -321,7 +321,7 @@ def run_float(model, x):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
+    return np.asarray(session.run(None, {"x": x})[0])
 
 
 @pytest.mark.parametrize("tail, ops", [

@@ -3,7 +3,8 @@
 ONNX Runtime fuses DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv (and MatMul into MatMulInteger
 kernels) on x86 with VNNI; with u8 activations MLAS takes its fast u8 x s8 path. Measured here on a small conv
 net (DESIGN.md, 2026-12-01): 3.2x FP32 at 1 thread, where TensorRT's symmetric s8/s8 Q/DQ ran 1.05x. The zero
-points are not 0, so this file is for ONNX Runtime on CPU, not for TensorRT (whose check refuses u8).
+points are not 0, so this file is for ONNX Runtime on CPU, not for TensorRT (whose check refuses u8). Layers that
+ONNX Runtime has no u8 kernel for are rewritten into ones it has first (convolve_upsampling_as_subpixels).
 
 No torch here.
 """
@@ -50,8 +51,8 @@ def convolve_upsampling_as_subpixels(model) -> int:
     """Rewrite (in place) each ConvTranspose whose kernel equals its stride s (2-D, no padding, one group, constant
     weight: Mask R-CNN's 2x mask upsampling) as a 1x1 Conv to s*s blocks of its O channels, one block per
     sub-pixel, and a DepthToSpace (DCR) that interleaves the blocks; then move the DepthToSpace past the Relus and
-    1x1 Convs that follow (such a Conv becomes a grouped one, a group per sub-pixel), onto the smallest tensor.
-    Returns how many ConvTransposes were rewritten.
+    1x1 Convs that follow (such a Conv becomes a grouped one, a group per sub-pixel), so that it interleaves their
+    output (Mask R-CNN: 6 class logits, not 64 channels). Returns how many ConvTransposes were rewritten.
 
     Why: ONNX Runtime has no u8 ConvTranspose, so the quantized one ran in float between a DQ and a Q (15.8 of the
     int8-cpu Mask R-CNN's 118 ms per image, bench_cpu_int8.py); as a 1x1 Conv it is a QLinearConv (1.9 ms). And
@@ -66,11 +67,15 @@ def convolve_upsampling_as_subpixels(model) -> int:
     graph_outputs = {o.name for o in model.graph.output}
     nodes = list(model.graph.node)
 
-    def attribute(node, name, default=None):
-        return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+    def attribute(node, name, default):
+        value = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
+        return default if value is None else value
 
-    def constant(name):
-        return numpy_helper.to_array(weights[name]) if name in weights else None
+    def ints(node, name, default: list[int]) -> list[int]:
+        return [int(v) for v in attribute(node, name, default)]
+
+    def constant(name) -> np.ndarray:
+        return numpy_helper.to_array(weights[name])
 
     def add_weight(name, array):
         tensor = numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name)
@@ -82,25 +87,25 @@ def convolve_upsampling_as_subpixels(model) -> int:
         readers = [n for n in nodes if tensor in n.input]
         return readers[0] if len(readers) == 1 and tensor not in graph_outputs else None
 
+    def has_constant_weights(node, op_type: str) -> bool:
+        return (node.op_type == op_type and len(node.input) > 1 and node.input[1] in weights
+                and (len(node.input) < 3 or node.input[2] in weights) and constant(node.input[1]).ndim == 4)
+
     def is_pointwise_conv(node) -> bool:
-        weight = constant(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        return (weight is not None and weight.ndim == 4 and weight.shape[2:] == (1, 1)
-                and attribute(node, "group", 1) == 1 and not any(attribute(node, "pads", [0]))
-                and set(attribute(node, "strides", [1])) == {1} and set(attribute(node, "dilations", [1])) == {1}
-                and (len(node.input) < 3 or node.input[2] in weights))
+        return (has_constant_weights(node, "Conv") and constant(node.input[1]).shape[2:] == (1, 1)
+                and attribute(node, "group", 1) == 1 and not any(ints(node, "pads", [0]))
+                and set(ints(node, "strides", [1])) == {1} and set(ints(node, "dilations", [1])) == {1})
 
     def is_subpixel_upsampling(node) -> bool:
-        weight = constant(node.input[1]) if node.op_type == "ConvTranspose" and len(node.input) > 1 else None
-        if weight is None or weight.ndim != 4 or weight.shape[2] != weight.shape[3]:
+        if not has_constant_weights(node, "ConvTranspose"):
             return False
-        stride = [weight.shape[2]] * 2
-        return (list(attribute(node, "strides", [1, 1])) == stride
-                and list(attribute(node, "kernel_shape", stride)) == stride
-                and not any(attribute(node, "pads", [0])) and not any(attribute(node, "output_padding", [0]))
-                and attribute(node, "output_shape") is None and attribute(node, "group", 1) == 1
-                and set(attribute(node, "dilations", [1])) == {1}
-                and attribute(node, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
-                and (len(node.input) < 3 or node.input[2] in weights))
+        kernel = list(constant(node.input[1]).shape[2:])
+        return (kernel[0] == kernel[1] and ints(node, "strides", [1, 1]) == kernel
+                and ints(node, "kernel_shape", kernel) == kernel
+                and not any(ints(node, "pads", [0])) and not any(ints(node, "output_padding", [0]))
+                and attribute(node, "output_shape", None) is None and attribute(node, "group", 1) == 1
+                and set(ints(node, "dilations", [1])) == {1}
+                and attribute(node, "auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
 
     rewritten = 0
     for transpose in [n for n in nodes if is_subpixel_upsampling(n)]:
@@ -124,12 +129,11 @@ def convolve_upsampling_as_subpixels(model) -> int:
             # `after` reads the blocks, and the DepthToSpace interleaves its output instead
             after.input[0] = shuffle.input[0]
             if after.op_type == "Conv":
-                groups = block * block
-                after.input[1] = add_weight(f"{after.name}/subpixel_weight",
+                groups, moved = block * block, after.name or after.output[0]
+                after.input[1] = add_weight(f"{moved}/subpixel_weight",
                                             np.tile(constant(after.input[1]), (groups, 1, 1, 1)))
                 if len(after.input) > 2:
-                    after.input[2] = add_weight(f"{after.name}/subpixel_bias",
-                                                np.tile(constant(after.input[2]), groups))
+                    after.input[2] = add_weight(f"{moved}/subpixel_bias", np.tile(constant(after.input[2]), groups))
                 del after.attribute[:]
                 after.attribute.extend([onnx.helper.make_attribute("kernel_shape", [1, 1]),
                                         onnx.helper.make_attribute("group", groups)])
@@ -142,7 +146,7 @@ def convolve_upsampling_as_subpixels(model) -> int:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
         produced = {o for n in nodes for o in n.output}
-        kept = [v for v in model.graph.value_info if v.name in produced]  # shapes of tensors that are gone
+        kept = [v for v in model.graph.value_info if v.name in produced]  # not the shapes of tensors now gone
         del model.graph.value_info[:]
         model.graph.value_info.extend(kept)
         drop_unused_initializers(model)
