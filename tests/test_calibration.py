@@ -296,3 +296,84 @@ def test_percentile_and_entropy_clip_inside_the_observed_range(export, calib_set
             assert 0 < amax(found[method][name]) <= amax(found["max"][name]) * (1 + 1e-6)
     # a KL search that has more than one candidate clips somewhere (ONNX Runtime's 128 default bins had one)
     assert any(amax(found["entropy"][n]) < 0.99 * amax(found["max"][n]) for n in found["max"].data)
+
+
+# --- int8-cpu: upsampling ConvTranspose as a 1x1 Conv and a DepthToSpace ----------------------------------------
+
+def upsampling_model(kernel: int, tail: str):
+    """x [2, 8, 5, 5] -> ConvTranspose(8 -> 4, kernel, stride 2) -> Relu -> Conv (4 -> 3; tail: "1x1" or "3x3") -> y
+    [2, 3, 10, 10] (a kernel of 3 overlaps: 11x11, which the checker does not look at)."""
+    rng = np.random.default_rng(0)
+    size = 1 if tail == "1x1" else 3
+    initializers = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in (
+        ("up_w", (8, 4, kernel, kernel)), ("up_b", (4,)), ("conv_w", (3, 4, size, size)), ("conv_b", (3,)))]
+    nodes = [helper.make_node("ConvTranspose", ["x", "up_w", "up_b"], ["up"], name="up", strides=[2, 2],
+                              kernel_shape=[kernel, kernel]),
+             helper.make_node("Relu", ["up"], ["relu"], name="relu"),
+             helper.make_node("Conv", ["relu", "conv_w", "conv_b"], ["y"], name="conv", kernel_shape=[size, size],
+                              pads=[size // 2] * 4)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 10, 10])], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run_float(model, x):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("tail, ops", [
+    ("1x1", ["Conv", "Relu", "Conv", "DepthToSpace"]),  # a 1x1 Conv runs per sub-pixel: the shuffle moves past it
+    ("3x3", ["Conv", "Relu", "DepthToSpace", "Conv"]),  # a 3x3 one mixes neighbours: the shuffle stops before it
+])
+def test_a_stride_sized_conv_transpose_becomes_a_1x1_conv_and_a_later_depth_to_space(tail, ops):
+    from segtrt.calibration.int8_cpu import convolve_upsampling_as_subpixels
+
+    model = upsampling_model(2, tail)
+    x = np.random.default_rng(1).normal(size=(2, 8, 5, 5)).astype(np.float32)
+    expected = run_float(model, x)
+    assert convolve_upsampling_as_subpixels(model) == 1
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ops
+    shuffle = next(n for n in model.graph.node if n.op_type == "DepthToSpace")
+    assert {a.name: helper.get_attribute_value(a) for a in shuffle.attribute} == {"blocksize": 2, "mode": b"DCR"}
+    groups = [helper.get_attribute_value(a) for n in model.graph.node for a in n.attribute if a.name == "group"]
+    assert groups == ([4] if tail == "1x1" else [])
+    assert {i.name for i in model.graph.initializer}.isdisjoint({"up_w", "up_b"})  # the ConvTranspose's are gone
+    np.testing.assert_allclose(run_float(model, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_conv_transpose_whose_kernel_overlaps_its_neighbours_stays():
+    from segtrt.calibration.int8_cpu import convolve_upsampling_as_subpixels
+
+    model = upsampling_model(3, "1x1")
+    before = model.SerializeToString()
+    assert convolve_upsampling_as_subpixels(model) == 0 and model.SerializeToString() == before
+
+
+def test_int8_cpu_mask_rcnn_runs_its_mask_upsampling_as_a_u8_conv(calib_set, tmp_path):
+    """The shipped Mask R-CNN's conv5_mask: ONNX Runtime fuses it into a QLinearConv, no float ConvTranspose or
+    large DepthToSpace is left (README "CPU speed, one thread": its float ConvTranspose cost 15.8 ms of 118)."""
+    from segtrt.runtime.backends.onnxruntime import _session_options, create_session
+
+    export, out = tmp_path / "maskrcnn_edge.portable.onnx", tmp_path / "maskrcnn_edge.int8-cpu.onnx"
+    assert cli_main(["export", "--checkpoint", str(WEIGHTS / "maskrcnn_edge.pt"), "--flavour", "portable",
+                     "--out", str(export)]) == 0
+    assert cli_main(["calibrate", "--onnx", str(export), "--data", str(calib_set), "--precision", "int8-cpu",
+                     "--out", str(out), "--count", "4"]) == 0
+    options = _session_options(1)
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    create_session(out, "cpu", 1, options)
+    optimized = onnx.load(options.optimized_model_filepath)
+    ops = {n.name: n.op_type for n in optimized.graph.node}
+    assert "ConvTranspose" not in ops.values()
+    assert any(op == "QLinearConv" and "conv5_mask" in name for name, op in ops.items())
+    shuffle = next(n for n in optimized.graph.node if n.op_type == "DepthToSpace")
+    producers = {o: n for n in optimized.graph.node for o in n.output}
+    assert producers[shuffle.input[0]].op_type == "DequantizeLinear"  # it interleaves the dequantized logits
+    outputs = run_once(out, calib_set)
+    info = read_info(out)
+    assert outputs["masks"].shape[1:] == (info.max_detections, *info.mask_size)
+    assert 0 < int(outputs["num_detections"][0]) <= info.max_detections

@@ -103,11 +103,9 @@ def _make_variant(args, info, images):
         model = to_fp16(onnx.load(args.onnx))
         return model, {}, {"agreement": _fp16_agreement(args.onnx, model, images)}
     if args.precision == "int8-cpu":
-        from segtrt.calibration.int8_cpu import CPU_CHAIN_OPS, quantize_for_cpu
+        from segtrt.calibration.int8_cpu import int8_cpu_model
 
-        ranges = calibrate_ranges(args.onnx, images, "max", WEIGHTED_OPS + CPU_CHAIN_OPS, symmetric=False,
-                                  threads=args.threads)
-        return quantize_for_cpu(args.onnx, ranges), {"method": "max", **calibration}, {}
+        return int8_cpu_model(args.onnx, images, args.threads), {"method": "max", **calibration}, {}
     ranges = calibrate_ranges(args.onnx, images, args.method, WEIGHTED_OPS, threads=args.threads)
     calibration = {"method": args.method, **calibration}
     if args.precision == "int8":
