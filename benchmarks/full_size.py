@@ -1,7 +1,8 @@
 """Full-size performance of the R50 models: what a user meets at real resolutions.
 
 For each model (kind and input size) it times PyTorch eager and ONNX Runtime on both exported flavours
-(portable; trt with the plugin nodes on their CPU twins) over the same synthetic photos: median and p95
+(portable; trt with the plugin nodes on their CPU twins) and on the int8-cpu variant of the portable one
+(segtrt calibrate --precision int8-cpu) over the same synthetic photos: median and p95
 ms per image, peak resident memory of the process, and where ONNX Runtime spends the portable graph's
 time (its profiler, grouped by stage). Each measurement runs in its own process, so peak memory is
 that backend's alone.
@@ -19,6 +20,11 @@ as a trained model would.
 
 Weights are seeded and random (or a user's checkpoint), with frozen-BatchNorm statistics measured on
 the photos themselves, so activations have a trained network's scale rather than random growth.
+
+The int8-cpu file is calibrated on CALIBRATION_PHOTOS synthetic photos: enough for timing, since a u8 graph's
+speed does not depend on its scales; its accuracy is measured on the shipped models (README "Calibration").
+The fp16 and TensorRT-style int8 variants are not timed: ONNX Runtime's CPU kernels only emulate them (casts
+and float convolutions between Q/DQ pairs), so their CPU time says nothing about a GPU's.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MODELS = ("solov2:800x1216", "maskrcnn:800x1344")  # both R50 models in under 15 minutes here
-BACKENDS = ("pytorch", "ort-portable", "ort-trt")
+BACKENDS = ("pytorch", "ort-portable", "ort-trt", "ort-int8-cpu")
+CALIBRATION_PHOTOS = 2
 STAGES = ("backbone", "heads", "mask kernels", "conv layout", "post-processing")  # of the portable graph
 NUM_CLASSES = 80  # COCO's
 
@@ -77,7 +84,7 @@ def main() -> int:
 
     rows = []
     for kind, size, options in specs:
-        files = _prepare(kind, size, options, args.checkpoint, out)
+        files = _prepare(kind, size, options, args.checkpoint, out, int8_cpu="ort-int8-cpu" in args.backends)
         for backend in args.backends:
             for threads in args.threads:
                 job = {"backend": backend, "files": files, "size": size, "threads": threads,
@@ -108,13 +115,22 @@ def _model_name(kind: str, size, options: dict) -> str:
 
 # ---- models and inputs ----------------------------------------------------------------------------
 
-def _prepare(kind: str, size, options: dict, checkpoint, out: Path) -> dict:
-    """Checkpoint and both exported flavours for (kind, size, options), made once and reused."""
+def _prepare(kind: str, size, options: dict, checkpoint, out: Path, int8_cpu: bool = False) -> dict:
+    """Checkpoint, both exported flavours and (with int8_cpu) the portable one's int8-cpu variant for
+    (kind, size, options), made once and reused."""
     suffix = f"_k{options['max_candidates']}" if options else ""
     stem = out / f"{kind}_r50_{size[0]}x{size[1]}{suffix}" if not checkpoint else out / f"{Path(checkpoint).stem}_{size[0]}x{size[1]}"
     files = {"checkpoint": checkpoint or f"{stem}.pt", "portable": f"{stem}.portable.onnx", "trt": f"{stem}.trt.onnx"}
-    if all(Path(f).is_file() for f in files.values()):
-        return files
+    if not all(Path(f).is_file() for f in files.values()):
+        _export(kind, size, options, checkpoint, files)
+    if int8_cpu:
+        files["int8-cpu"] = f"{stem}.int8-cpu.onnx"
+        if not Path(files["int8-cpu"]).is_file():
+            _quantize_for_cpu(files["portable"], files["int8-cpu"], size, out)
+    return files
+
+
+def _export(kind: str, size, options: dict, checkpoint, files: dict) -> None:
     from segtrt.export import export_onnx
     from segtrt.models.checkpoint import load_checkpoint, save_checkpoint
     from segtrt.runtime.preprocess import Preprocess
@@ -128,7 +144,25 @@ def _prepare(kind: str, size, options: dict, checkpoint, out: Path) -> dict:
     for flavour in ("portable", "trt"):
         print(f"exporting {files[flavour]} ...", flush=True)
         export_onnx(model, files[flavour], flavour, class_names, preprocess)
-    return files
+
+
+def _quantize_for_cpu(portable: str, target: str, size, out: Path) -> None:
+    """segtrt calibrate --precision int8-cpu of `portable`, on CALIBRATION_PHOTOS photos written as PNG files."""
+    import cv2
+
+    from segtrt.calibration.images import CalibrationImages
+    from segtrt.calibration.int8_cpu import int8_cpu_model
+    from segtrt.files import atomic_write
+
+    folder = out / f"photos_{size[0]}x{size[1]}"
+    folder.mkdir(exist_ok=True)
+    photos = _photos(size, CALIBRATION_PHOTOS, seed=2).numpy().transpose(0, 2, 3, 1).astype(np.uint8)
+    for index, photo in enumerate(photos):
+        cv2.imwrite(str(folder / f"photo{index}.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    print(f"quantizing {target} (int8-cpu, calibrated on {len(photos)} photos) ...", flush=True)
+    model = int8_cpu_model(portable, CalibrationImages.sample(folder, count=len(photos)))
+    data = model.SerializeToString()
+    atomic_write(target, lambda file: file.write(data))  # an interrupted run leaves no half model to be reused
 
 
 def _load(checkpoint, load_checkpoint):
