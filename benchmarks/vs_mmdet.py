@@ -1,0 +1,119 @@
+"""SOLOv2 R50 against mmdetection 3.3.0's own eager inference: same weights, same photos, one run, one thread.
+
+    python benchmarks/vs_mmdet.py                                   # mmdetection from /tmp/mmdet-venv
+    python benchmarks/vs_mmdet.py --mmdet-python ~/mmdet/bin/python --runs 5
+
+mmdetection is no segtrt dependency: it runs in its own venv (the recipe is in the docstring of
+tests/fixtures/make_mmdet_fixtures.py), in a subprocess that seeds mmdetection's solov2_r50_fpn_1x_coco
+with non-trivial norm statistics, saves its detections and times `inference_detector` per photo (its own
+pre-processing and mask pasting included). Here the same seeded checkpoint goes through `segtrt import
+--from mmdet` and `segtrt export`; each photo is timed through segtrt's whole predict path (pre-processing,
+the portable graph in ONNX Runtime, pasting to the original size) and the detections are matched against
+mmdetection's (label, mask IoU >= 0.99). The photos resize keep-ratio to 800x1200, 800x1203 and
+1200x800, which segtrt and mmdetection pad to 800x1216 and 1216x800.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "tests" / "fixtures"
+SIZES = ("400x600", "300x451", "600x400")  # h x w: 800x1200, 800x1203 and 1200x800 after the (1333, 800) resize
+CONFIG = "configs/solov2/solov2_r50_fpn_1x_coco.py"  # in mmdetection's package, under .mim/
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--mmdet-python", default="/tmp/mmdet-venv/bin/python",
+                        help="the python of a venv with mmdetection 3.3.0 (default /tmp/mmdet-venv/bin/python)")
+    parser.add_argument("--runs", type=int, default=3, help="timed calls per photo and framework, after one warm-up")
+    parser.add_argument("--class-bias", type=float, default=-4.0,
+                        help="the seeded classifier's bias: how many (cell, class) pairs pass score_thr")
+    parser.add_argument("--out", type=Path, default=Path("runs/vs-mmdet"))
+    args = parser.parse_args()
+    if not Path(args.mmdet_python).is_file():
+        raise SystemExit(f"no python at {args.mmdet_python}: make the mmdetection venv as "
+                         "tests/fixtures/make_mmdet_fixtures.py says, or pass --mmdet-python")
+    print(f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
+    expected = _mmdetection(args)
+    segtrt_ms, matches = _segtrt(args.out, expected, args.runs)
+    rows = []
+    for name, image in expected["images"].items():
+        mmdet_ms, ours = statistics.median(image["mmdet_ms"]), statistics.median(segtrt_ms[name])
+        rows.append({"photo": name, "shape": image["shape"], "candidates": image["candidates"],
+                     "mmdet_ms": mmdet_ms, "mmdet_cpu_ms": statistics.median(image["mmdet_cpu_ms"]),
+                     "segtrt_ms": ours, "speed_up": mmdet_ms / ours, **matches[name]})
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end\n")
+    print(_table(rows))
+    return 0
+
+
+def _mmdetection(args) -> dict:
+    """expected.json of make_mmdet_fixtures.py run in the mmdetection venv with timing (made once per --out)."""
+    expected = args.out / "expected.json"
+    if not expected.is_file():
+        package = subprocess.run([args.mmdet_python, "-c", "import mmdet, os; print(os.path.dirname(mmdet.__file__))"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        print("mmdetection: seeding, predicting and timing ...", flush=True)
+        subprocess.run([args.mmdet_python, str(FIXTURES / "make_mmdet_fixtures.py"), "--out", str(args.out),
+                        "--config", str(Path(package) / ".mim" / CONFIG), "--class-bias", str(args.class_bias),
+                        "--classes", "coco", "--sizes", *SIZES, "--time-runs", str(args.runs)], check=True)
+    return json.loads(expected.read_text())
+
+
+def _segtrt(folder: Path, expected: dict, runs: int):
+    """({photo: [ms per timed run]}, {photo: match figures}) of segtrt's portable ONNX graph, 1 thread."""
+    import cv2
+
+    sys.path.insert(0, str(FIXTURES))
+    from compare_with_mmdet import import_fixture
+    from mmdet_match import match_mmdet
+
+    from segtrt.cli import main as segtrt
+    from segtrt.runtime.backends import open_backend
+    from segtrt.runtime.inference import predict_images
+
+    portable = folder / "segtrt.portable.onnx"
+    if not portable.is_file():
+        imported = import_fixture(folder)
+        segtrt(["export", "--checkpoint", str(imported), "--flavour", "portable", "--out", str(portable)])
+    backend = open_backend(portable, threads=1)
+    times, matches = {}, {}
+    for name in expected["images"]:
+        image = cv2.imread(str(folder / name))[..., ::-1].copy()
+        (prediction,) = predict_images(backend, [(name, image)])  # warm-up, and the detections to match
+        figures = match_mmdet(prediction.instances, expected["images"][name])
+        matches[name] = {key: figures[key] for key in ("detections", "expected", "matched", "min_iou", "max_score_diff")}
+        times[name] = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            list(predict_images(backend, [(name, image)]))
+            times[name].append((time.perf_counter() - start) * 1000)
+        print(f"segtrt {name}: {statistics.median(times[name]):.0f} ms", flush=True)
+    return times, matches
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| photo | candidates above score_thr | mmdetection ms (CPU ms) | segtrt portable ms | speed-up "
+             "| detections matched | min mask IoU | max score diff |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        h, w = row["shape"]
+        lines.append(f"| {h}x{w} | {row['candidates']} | {row['mmdet_ms']:.0f} ({row['mmdet_cpu_ms']:.0f}) | "
+                     f"{row['segtrt_ms']:.0f} | {row['speed_up']:.2f}x | {row['matched']}/{row['expected']} | "
+                     f"{row['min_iou']:.4f} | {row['max_score_diff']:.1e} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
