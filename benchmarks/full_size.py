@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", help="a segtrt checkpoint to time instead of seeded R50 weights")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--threads", nargs="+", type=int, default=[1, os.cpu_count() or 1])
-    parser.add_argument("--runs", type=int, default=3, help="timed images per measurement, after one warm-up")
+    parser.add_argument("--runs", type=int, default=2, help="timed images per measurement, after one warm-up")
     parser.add_argument("--memory", type=int, metavar="N",
                         help="instead: ORT peak RSS after each of N runs of the first model's portable graph")
     parser.add_argument("--out", default="runs/bench", help="models and results (default runs/bench)")
