@@ -1,4 +1,4 @@
-"""The CPU session's graph rewrite: Matrix NMS's mask-overlap product as an integer MatMul, same numbers."""
+"""The CPU session's graph rewrites: 0/1 mask overlaps and areas counted in integers, same numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
-from segtrt.runtime.backends.onnxruntime import count_overlaps_in_integers
+from segtrt.runtime.backends.integer_counts import count_overlaps_in_integers, count_pixels_in_integers
 
 
 def _overlap_graph(input_type: int) -> onnx.ModelProto:
@@ -62,3 +62,48 @@ def test_products_that_are_not_binary_self_overlaps_stay_float(perm):
         transpose.attribute.append(helper.make_attribute("perm", perm))
     assert count_overlaps_in_integers(model) == 0  # not a transpose of the last two axes
     assert any(n.op_type == "MatMul" for n in model.graph.node)
+
+
+def _area_graph(axes: list[int], masks_shape, keepdims: int = 0) -> onnx.ModelProto:
+    """probs [...] -> Greater(0.5) -> Cast float -> ReduceSum(axes) (mask areas), beside a float use of probs."""
+    nodes = [
+        helper.make_node("Greater", ["probs", "half"], ["binary"]),
+        helper.make_node("Cast", ["binary"], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["as_float", "axes"], ["areas"], keepdims=keepdims),
+    ]
+    dims = ["height" if i == len(masks_shape) - 2 else size for i, size in enumerate(masks_shape)]
+    graph = helper.make_graph(
+        nodes, "areas", [helper.make_tensor_value_info("probs", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("areas", TensorProto.FLOAT, [None] * (len(dims) - (0 if keepdims else len(axes))))],
+        [helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]), helper.make_tensor("axes", TensorProto.INT64, [len(axes)], axes)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("axes", [[2, 3], [-1], [-2, -1]])
+def test_mask_areas_become_an_integer_matmul_with_the_same_counts_at_any_size(axes):
+    model = _area_graph(axes, [2, 5, 12, 9])  # height is dynamic: the column of ones follows the input
+    assert count_pixels_in_integers(model) == 1
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert "MatMulInteger" in ops and "ReduceSum" not in ops
+    assert "Cast" in ops and not any(n.output[0] == "as_float" for n in model.graph.node)  # the float copy is gone
+    reference = _area_graph(axes, [2, 5, 12, 9])
+    for height in (12, 7):
+        probs = np.random.default_rng(height).random((2, 5, height, 9), dtype=np.float32)
+        want = _run_probs(reference, probs)
+        got = _run_probs(model, probs)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, (probs > 0.5).sum(tuple(axes)))
+
+
+@pytest.mark.parametrize("axes, keepdims", [([1, 2], 0), ([2, 3], 1)])
+def test_sums_over_leading_axes_or_with_kept_dims_stay_float(axes, keepdims):
+    model = _area_graph(axes, [2, 5, 12, 9], keepdims)
+    assert count_pixels_in_integers(model) == 0
+    assert any(n.op_type == "ReduceSum" for n in model.graph.node)
+
+
+def _run_probs(model: onnx.ModelProto, probs: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"probs": probs})[0]

@@ -34,7 +34,7 @@ from segtrt.models.backbone import build_backbone
 from segtrt.models.losses import dice_loss, sigmoid_focal_loss
 from segtrt.models.matrix_nms import MatrixNMS
 from segtrt.models.solo_heads import DecoupledSOLOHead, SOLOHead, SOLOv2Head
-from segtrt.models.solo_ops import gather_rows, point_nms, resize_bilinear, upsampled_mask_boxes
+from segtrt.models.solo_ops import above_threshold, gather_rows, point_nms, resize_bilinear, upsampled_mask_boxes
 from segtrt.models.solo_targets import assign_targets, resize_masks
 from segtrt.engine.parser_support import TOPK_MAX_K
 from segtrt.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
@@ -205,9 +205,10 @@ class _SOLOBase(nn.Module):
 
     def _maskness(self, probs: torch.Tensor, cells: torch.Tensor):
         """(maskness [B, K], 1 where the mask is larger than its level's min_mask_area [B, K]) of probs [B, K, h, w]."""
-        binary = (probs > self.options["mask_thr"]).to(probs.dtype)
-        area = binary.sum((2, 3))
-        maskness = (probs * binary).sum((2, 3)) / area.clamp(min=1)
+        threshold = self.options["mask_thr"]
+        # ONNX Runtime's CPU session counts the area in integers (segtrt.runtime.backends.integer_counts)
+        area = (probs > threshold).to(probs.dtype).sum((2, 3))
+        maskness = above_threshold(probs, threshold).sum((2, 3)) / area.clamp(min=1)
         return maskness, (area > self.cell_min_area[cells]).to(probs.dtype)
 
     def _candidate_masks(self, head_outputs, cells: torch.Tensor) -> torch.Tensor:

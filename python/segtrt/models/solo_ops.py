@@ -18,6 +18,24 @@ def gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return flat[(index + offsets).reshape(-1)].reshape(index.shape + values.shape[2:])
 
 
+def above_threshold(values: torch.Tensor, threshold: float) -> torch.Tensor:
+    """values where > threshold, else 0 (any shape): one ThresholdedRelu node in an export, one pass over
+    the values where `values * (values > threshold)` took three (Greater, Cast, Mul).
+
+    torch's exporter writes aten::threshold only for a threshold of 0, hence the Function."""
+    return _AboveThreshold.apply(values, float(threshold))
+
+
+class _AboveThreshold(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values, threshold):
+        return F.threshold(values, threshold, 0.0)
+
+    @staticmethod
+    def symbolic(g, values, threshold):
+        return g.op("ThresholdedRelu", values, alpha_f=threshold)
+
+
 def resize_bilinear(maps: torch.Tensor, size) -> torch.Tensor:
     """[B, C, h, w] -> [B, C, *size], bilinear with half-pixel centres (ONNX Resize, align_corners=False)."""
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)

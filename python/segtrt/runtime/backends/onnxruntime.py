@@ -30,6 +30,7 @@ import numpy as np
 from segtrt import SegtrtError
 from segtrt.ops.registry import PLUGIN_LIBRARY_ENV, default_plugin_library, plugin
 from segtrt.runtime.backends import Backend
+from segtrt.runtime.backends.integer_counts import count_in_integers
 from segtrt.runtime.model_info import INPUT_NAME, OUTPUT_NAMES, PLUGIN_DOMAIN, read_info
 
 CONTRIB_DOMAIN = "ai.onnx.contrib"  # onnxruntime-extensions' domain for Python custom ops
@@ -82,64 +83,8 @@ def create_session(path, provider: str = "cpu", threads: int | None = None, opti
             rewrite_plugin_nodes(model, CONTRIB_DOMAIN)
             options.register_custom_ops_library(_extensions_library())
     if provider == "cpu":
-        count_overlaps_in_integers(model)
+        count_in_integers(model)
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=providers)
-
-
-def count_overlaps_in_integers(model) -> int:
-    """Rewrite (in place) each product of a 0/1 mask matrix with its own transpose, `Cast(X: bool -> float) @
-    Transpose(same)` (Matrix NMS's pairwise mask intersections), as MatMulInteger of u8 and s8 copies; returns
-    how many were rewritten.
-
-    The counts are integers either way, so the result is the same number (float32 is exact below 2^24 pixels
-    per mask); ONNX Runtime's u8 x s8 kernel takes 107 ms where its float MatMul took 295 (500 masks of
-    200x304, 1 thread). A CPU session's copy only: TensorRT has no MatMulInteger, so files keep the float
-    product."""
-    import onnx
-
-    float_type = onnx.TensorProto.FLOAT
-    producer = {output: node for node in model.graph.node for output in node.output}
-
-    def attribute(node, name):
-        return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), None)
-
-    def self_product(node) -> bool:
-        """MatMul(Cast(X, to=float), Transpose(that Cast) of the last two axes)."""
-        if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
-            return False
-        cast, transpose = producer.get(node.input[0]), producer.get(node.input[1])
-        if not (cast and transpose
-                and cast.op_type == "Cast" and attribute(cast, "to") == float_type
-                and transpose.op_type == "Transpose" and transpose.input[0] == cast.output[0]):
-            return False
-        perm = list(attribute(transpose, "perm") or [])
-        return len(perm) >= 2 and perm == [*range(len(perm) - 2), len(perm) - 1, len(perm) - 2]
-
-    products = {node.output[0] for node in model.graph.node if self_product(node)}
-    if not products:
-        return 0
-    inferred = onnx.shape_inference.infer_shapes(model).graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.input]}
-    nodes, rewritten = [], 0
-    for node in model.graph.node:
-        cast = producer[node.input[0]] if node.output and node.output[0] in products else None
-        if cast is not None and types.get(cast.input[0]) == onnx.TensorProto.BOOL:
-            binary, name = cast.input[0], node.name or node.output[0]
-            perm = attribute(producer[node.input[1]], "perm")
-            nodes += [
-                onnx.helper.make_node("Cast", [binary], [f"{name}/u8"], to=onnx.TensorProto.UINT8),
-                onnx.helper.make_node("Cast", [binary], [f"{name}/s8"], to=onnx.TensorProto.INT8),
-                onnx.helper.make_node("Transpose", [f"{name}/s8"], [f"{name}/s8T"], perm=perm),
-                onnx.helper.make_node("MatMulInteger", [f"{name}/u8", f"{name}/s8T"], [f"{name}/i32"],
-                                      name=f"{name}/MatMulInteger"),
-                onnx.helper.make_node("Cast", [f"{name}/i32"], list(node.output), name=name, to=float_type),
-            ]
-            rewritten += 1
-        else:
-            nodes.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return rewritten
 
 
 def _session_options(threads: int | None):
