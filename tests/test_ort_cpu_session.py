@@ -65,7 +65,7 @@ def test_products_that_are_not_binary_self_overlaps_stay_float(perm):
 
 
 def _area_graph(axes: list[int], masks_shape, keepdims: int = 0) -> onnx.ModelProto:
-    """probs [...] -> Greater(0.5) -> Cast float -> ReduceSum(axes) (mask areas), beside a float use of probs."""
+    """probs [...] -> Greater(0.5) -> Cast float -> ReduceSum(axes): mask areas, height dynamic."""
     nodes = [
         helper.make_node("Greater", ["probs", "half"], ["binary"]),
         helper.make_node("Cast", ["binary"], ["as_float"], to=TensorProto.FLOAT),
