@@ -9,6 +9,7 @@ import torch
 from segtrt import SegtrtError
 from segtrt.models.checkpoint import save_checkpoint
 from segtrt.cli import main as cli_main
+from segtrt.engine.check import check_onnx
 from segtrt.export import export_onnx
 from segtrt.export.parity import run_parity
 from segtrt.models import seeded_model as package_seeded_model
@@ -119,6 +120,39 @@ def test_matrix_nms_node_dtypes_and_dynamic_batch(tmp_path):
     np.testing.assert_array_equal(outputs["num_detections"], expected[0].numpy())
     np.testing.assert_array_equal(outputs["labels"], expected[3].numpy())
     np.testing.assert_allclose(outputs["boxes"], expected[1].numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("flavour", ["portable", "trt"])
+def test_every_cell_rule_computes_masks_for_the_passing_cells_only(flavour, tmp_path):
+    """max_candidates=0 (the ResNet default): the graph selects the cells holding a pair above score_thr
+    (NonZero), so its mask count follows the image. It gives PyTorch's detections for a batch whose images
+    pass different numbers of pairs, fewer than nms_pre (TopK's K, reached with zero-score pairs), and for a
+    score_thr no pair passes (a selection of one cell)."""
+    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3)) * 255
+    images[1] *= 0.2
+    nms_pre = 50
+    for score_thr in (0.62, 1.0):
+        model = package_seeded_model("solov2", len(CLASSES), max_detections=20, max_candidates=0,
+                                     score_thr=score_thr, nms_pre=nms_pre)
+        path = tmp_path / f"every_cell_{score_thr}.{flavour}.onnx"
+        export_onnx(model, path, flavour, CLASSES, Preprocess(input_size=(SIZE, SIZE)), dynamic_batch=True,
+                    simplify=flavour == "trt")
+        assert "NonZero" in {node.op_type for node in onnx.load(path).graph.node}
+        if flavour == "trt":
+            assert not check_onnx(path).warnings  # `segtrt build --check` takes it (it raises otherwise)
+        with torch.no_grad():
+            expected = model(images)
+            passing = model.candidate_pairs(images).tolist()
+        if score_thr < 1:
+            assert passing[0] != passing[1] and 0 < min(passing) and max(passing) < nms_pre, passing
+            assert (expected[0] > 0).all()
+        else:
+            assert passing == [0, 0] and (expected[0] == 0).all()
+        outputs = OnnxRuntimeBackend(path)(images.numpy())
+        np.testing.assert_array_equal(outputs["num_detections"], expected[0].numpy())
+        np.testing.assert_array_equal(outputs["labels"], expected[3].numpy())
+        np.testing.assert_allclose(outputs["scores"], expected[2].numpy(), atol=1e-5)
+        np.testing.assert_allclose(outputs["masks"], expected[4].numpy(), atol=1e-5)
 
 
 def test_cli_errors_are_one_line_and_leave_no_file(tmp_path, capsys, monkeypatch):

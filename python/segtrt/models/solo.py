@@ -4,22 +4,23 @@ Both models share everything but the way a grid cell's mask is made:
 - SOLOv2: the cell predicts a 1x1 kernel applied to one unified mask-feature map;
 - SOLO: every cell has its own mask channel (S^2 channels per level).
 
-The deployable `forward` has static shapes: category scores (after point NMS)
+The deployable `forward` has fixed-size outputs: category scores (after point NMS)
 below `score_thr` are zeroed rather than removed, masks too small for their level
 are zeroed, scores are rescored by maskness, and `MatrixNMS` (one module the
 export stage swaps for a plugin node) keeps the best `nms_pre` rescored pairs and
 returns at most `max_detections`. Two caps, two options:
 
-- `max_candidates` = 0 (the ResNet models' default): mmdetection's rule. Every grid
-  cell's mask is computed, so every (cell, class) pair above `score_thr` is rescored
-  before `nms_pre` cuts: exactly mmdetection's result. Cost: one mask per cell,
-  sum(S^2) of them (3872 for COCO's grids), each (H/4 x W/4) float32: 1.0 GB and
-  67 G multiply-adds of mask products (SOLOv2, 256 kernel channels) at 800x1344.
+- `max_candidates` = 0 (the ResNet models' default): mmdetection's rule. Every
+  (cell, class) pair above `score_thr` is rescored before `nms_pre` cuts: exactly
+  mmdetection's result. Cost: one mask per grid cell holding such a pair, a count
+  that follows the image (a NonZero in the export; at most sum(S^2) = 3872 for
+  COCO's grids), each (H/4 x W/4) float32: up to 1.0 GB and 67 G multiply-adds of
+  mask products (SOLOv2, 256 kernel channels) at 800x1344, in proportion for fewer cells.
 - `max_candidates` = K > 0 (the edge models' default, K = 500): the best K pairs by
   raw score go on, K masks are computed (memory and time grow with K x H/4 x W/4),
   and only they are rescored. Equal to mmdetection whenever at most K pairs pass
   `score_thr`; otherwise mmdetection ranks after rescoring, this before. K is a
-  TopK: TensorRT takes K < 3840.
+  TopK: TensorRT takes K < 3840. All shapes are static.
 """
 
 from __future__ import annotations
@@ -159,14 +160,8 @@ class _SOLOBase(nn.Module):
         upsampling them: see upsampled_mask_boxes).
         """
         opts = self.options
-        batch = images.shape[0]
         head_outputs = self.mask_head(self._pyramid(images))
-        categories = head_outputs[1]  # both heads: (mask source, category logits, ...)
-        cell_scores = torch.cat(
-            [point_nms(c.sigmoid()).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes) for c in categories], 1
-        )
-        pair_scores = cell_scores.flatten(1)
-        pair_scores = pair_scores * (pair_scores > opts["score_thr"])
+        pair_scores = self._pair_scores(head_outputs)
         if opts["max_candidates"]:
             probs, scores, labels = self._capped_candidates(head_outputs, pair_scores, opts["max_candidates"])
         else:
@@ -176,6 +171,21 @@ class _SOLOBase(nn.Module):
         masks = gather_rows(probs, keep.clamp(min=0)) * kept[:, :, None, None]
         boxes = upsampled_mask_boxes(masks, self.mask_stride, opts["mask_thr"])
         return count, boxes, det_scores, det_labels.to(torch.int32), masks
+
+    def candidate_pairs(self, images: torch.Tensor) -> torch.Tensor:
+        """int64 [B]: the (cell, class) pairs above score_thr per image, which the every-cell rule's mask
+        work follows (benchmarks and tests read it)."""
+        return (self._pair_scores(self.mask_head(self._pyramid(images))) > 0).sum(1)
+
+    def _pair_scores(self, head_outputs) -> torch.Tensor:
+        """Category scores after point NMS, 0 below score_thr: [B, N * C], cell-major over the pyramid."""
+        categories = head_outputs[1]  # both heads: (mask source, category logits, ...)
+        batch = categories[0].shape[0]
+        cell_scores = torch.cat(
+            [point_nms(c.sigmoid()).permute(0, 2, 3, 1).reshape(batch, -1, self.num_classes) for c in categories], 1
+        )
+        pair_scores = cell_scores.flatten(1)
+        return pair_scores * (pair_scores > self.options["score_thr"])
 
     def _capped_candidates(self, head_outputs, pair_scores: torch.Tensor, cap: int):
         """The best `cap` (cell, class) pairs of pair_scores [B, N * C] by raw score, rescored by maskness.
@@ -189,19 +199,30 @@ class _SOLOBase(nn.Module):
         return probs, scores * maskness * large_enough, pairs - cells * self.num_classes
 
     def _every_cell_candidates(self, head_outputs, pair_scores: torch.Tensor, nms_pre: int):
-        """mmdetection's rule: every cell's mask, every pair rescored, then the best `nms_pre` pairs.
+        """mmdetection's rule: every pair above score_thr rescored by its cell's mask, then the best `nms_pre`.
 
-        Returns (mask probabilities [B, K, H/4, W/4], scores [B, K], labels [B, K]), K = nms_pre.
+        Only the cells holding such a pair (in any image of the batch) get a mask: a data-dependent
+        count (NonZero in an export), where a trained model leaves a few hundred of the 3872.
+        Returns (mask probabilities [B, K, H/4, W/4], scores [B, K], labels [B, K]), K = nms_pre
+        (every pair where nms_pre is 0).
         """
         batch = pair_scores.shape[0]
-        cells = torch.arange(self.cell_min_area.shape[0], device=pair_scores.device).expand(batch, -1)
-        cell_probs = self._candidate_masks(head_outputs, cells)  # [B, N, H/4, W/4]
-        maskness, large_enough = self._maskness(cell_probs, cells)
-        rescored = (pair_scores.reshape(batch, -1, self.num_classes) * (maskness * large_enough)[..., None]).flatten(1)
-        top = min(nms_pre, rescored.shape[1]) if nms_pre > 0 else rescored.shape[1]
-        scores, pairs = rescored.topk(top, dim=1)
-        best_cells = torch.div(pairs, self.num_classes, rounding_mode="floor")
-        return gather_rows(cell_probs, best_cells), scores, pairs - best_cells * self.num_classes
+        cell_pairs = pair_scores.reshape(batch, -1, self.num_classes)
+        alive = (cell_pairs > 0).any(2).any(0)  # a NaN score is no candidate
+        # cell 0 always counts, so the selection and the gather below are never empty
+        alive = torch.cat([torch.ones_like(alive[:1]), alive[1:]])
+        cells = alive.nonzero()[:, 0]
+        cell_probs = self._candidate_masks(head_outputs, cells[None].expand(batch, -1))  # [B, M, H/4, W/4]
+        maskness, large_enough = self._maskness(cell_probs, cells[None])
+        rescored = (cell_pairs[:, cells] * (maskness * large_enough)[..., None]).flatten(1)
+        if nms_pre > 0:
+            # nms_pre zero pairs more keep TopK's K the constant nms_pre (TensorRT takes no computed K)
+            # however few pairs pass; their rank is clamped to a real cell, their score 0 drops them.
+            rescored = torch.cat([rescored, rescored.new_zeros(batch, nms_pre)], 1)
+        scores, pairs = rescored.topk(nms_pre if nms_pre > 0 else rescored.shape[1], dim=1)
+        ranks = torch.div(pairs, self.num_classes, rounding_mode="floor")
+        last_rank = alive.sum() - 1
+        return gather_rows(cell_probs, torch.minimum(ranks, last_rank)), scores, pairs - ranks * self.num_classes
 
     def _maskness(self, probs: torch.Tensor, cells: torch.Tensor):
         """(maskness [B, K], 1 where the mask is larger than its level's min_mask_area [B, K]) of probs [B, K, h, w]."""
