@@ -202,9 +202,8 @@ class _SOLOBase(nn.Module):
         """mmdetection's rule: every pair above score_thr rescored by its cell's mask, then the best `nms_pre`.
 
         Only the cells holding such a pair (in any image of the batch) get a mask: a data-dependent
-        count (NonZero in an export), where a trained model leaves a few hundred of the 3872.
-        Returns (mask probabilities [B, K, H/4, W/4], scores [B, K], labels [B, K]), K = nms_pre
-        (every pair where nms_pre is 0).
+        count M (NonZero in an export). Returns (mask probabilities [B, K, H/4, W/4], scores [B, K],
+        labels [B, K]), K = nms_pre (N * C, every pair, where nms_pre is 0).
         """
         batch = pair_scores.shape[0]
         cell_pairs = pair_scores.reshape(batch, -1, self.num_classes)
@@ -215,11 +214,11 @@ class _SOLOBase(nn.Module):
         cell_probs = self._candidate_masks(head_outputs, cells[None].expand(batch, -1))  # [B, M, H/4, W/4]
         maskness, large_enough = self._maskness(cell_probs, cells[None])
         rescored = (cell_pairs[:, cells] * (maskness * large_enough)[..., None]).flatten(1)
-        if nms_pre > 0:
-            # nms_pre zero pairs more keep TopK's K the constant nms_pre (TensorRT takes no computed K)
-            # however few pairs pass; their rank is clamped to a real cell, their score 0 drops them.
-            rescored = torch.cat([rescored, rescored.new_zeros(batch, nms_pre)], 1)
-        scores, pairs = rescored.topk(nms_pre if nms_pre > 0 else rescored.shape[1], dim=1)
+        # K zero pairs more keep TopK's K a constant (TensorRT takes no computed K, and Matrix NMS sizes its
+        # work by it) however few pairs pass; their rank is clamped to a real cell, their score 0 drops them.
+        top = nms_pre if nms_pre > 0 else cell_pairs.shape[1] * self.num_classes
+        rescored = torch.cat([rescored, rescored.new_zeros(batch, top)], 1)
+        scores, pairs = rescored.topk(top, dim=1)
         ranks = torch.div(pairs, self.num_classes, rounding_mode="floor")
         last_rank = alive.sum() - 1
         return gather_rows(cell_probs, torch.minimum(ranks, last_rank)), scores, pairs - ranks * self.num_classes
