@@ -216,6 +216,10 @@ def _bilinear(values: np.ndarray, sample_y: np.ndarray, sample_x: np.ndarray) ->
 
     y0, y1, fy = axis(sample_y, values.shape[0])
     x0, x1, fx = axis(sample_x, values.shape[1])
-    top = values[y0][:, x0] * (1 - fx) + values[y0][:, x1] * fx
-    bottom = values[y1][:, x0] * (1 - fx) + values[y1][:, x1] * fx
-    return top * (1 - fy)[:, None] + bottom * fy[:, None]
+    # Along x once for each source row that is read, then along y: the four-corner form's own products and
+    # sums in its order (so the same floats), but an upsampling no longer repeats the x pass per output row,
+    # which made pasting 100 masks at 800x1216 cost 0.8-1.2 s.
+    first = int(y0.min()) if len(y0) else 0
+    rows = values[first : int(y1.max()) + 1] if len(y1) else values[:0]
+    across = np.take(rows, x0, axis=1) * (1 - fx) + np.take(rows, x1, axis=1) * fx
+    return across[y0 - first] * (1 - fy)[:, None] + across[y1 - first] * fy[:, None]
