@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -259,7 +260,9 @@ def _measure(job: dict) -> dict:
     if job.get("memory_trace"):
         result["peak_rss_trace_mb"] = trace
     if job.get("profile"):
-        result["stages_ms"], result["top_ops_ms"] = _profile(job, timed_photos[0])
+        result["stages_ms"], result["top_ops_ms"], result["conv_ms"] = _profile(job, timed_photos[0])
+        result["conv_gmacs"] = _convolution_gmacs(job["files"]["portable"])
+        result["matmul_gmacs_per_s"] = _matrix_product_rate()
     return result
 
 
@@ -292,8 +295,9 @@ def _runner(job: dict):
     return OnnxRuntimeBackend(job["files"][job["backend"].removeprefix("ort-")], threads=threads)
 
 
-def _profile(job: dict, image) -> tuple[dict, dict]:
-    """(ms per stage, ms per op type) of one run of the portable graph, from ONNX Runtime's profiler.
+def _profile(job: dict, image) -> tuple[dict, dict, float]:
+    """(ms per stage, ms of the costliest op types, ms of all convolutions) of one run of the portable graph,
+    from ONNX Runtime's profiler.
 
     Stages by the exported node names: backbone (+FPN), heads, SOLOv2's dynamic mask kernels (the
     top-level MatMul), convolution layout (ONNX Runtime's NCHWc reorders, which carry no scope), and
@@ -304,7 +308,36 @@ def _profile(job: dict, image) -> tuple[dict, dict]:
     for (node_name, op_type), ms in kernel_times(job["files"]["portable"], [image], threads=1).items():
         stages[_stage(node_name, op_type)] += ms
         ops[op_type] += ms
-    return dict(stages), dict(ops.most_common(6))
+    return dict(stages), dict(ops.most_common(6)), ops["Conv"] + ops["FusedConv"]
+
+
+def _matrix_product_rate(size: int = 2048, repeats: int = 5) -> float:
+    """GMAC/s of a size x size float32 matrix product in PyTorch on 1 thread: what one core's FP32 units give."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * size**3 / (time.perf_counter() - start) / 1e9
+
+
+def _convolution_gmacs(path) -> float:
+    """Multiply-adds (1e9) of a fixed-size ONNX file's convolutions: output elements x weights per output."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    shapes = {value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim]
+              for value in [*model.graph.value_info, *model.graph.output]}
+    weights = {tensor.name: tensor.dims for tensor in model.graph.initializer}
+    macs = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            output, weight = shapes[node.output[0]], weights[node.input[1]]
+            macs += math.prod(output) * math.prod(weight[1:])
+    return macs / 1e9
 
 
 def _stage(node_name: str, op_type: str) -> str:
@@ -350,6 +383,11 @@ def _table(rows: list[dict]) -> str:
             stages, ops = row["stages_ms"], row["top_ops_ms"]
             lines.append(f"| {row['model']} | " + " | ".join(f"{stages.get(s, 0):.0f}" for s in STAGES) + " | "
                          + ", ".join(f"{op} {ms:.0f}" for op, ms in ops.items()) + " |")
+        # the rate a core's FP32 units allow bounds what any FP32 runtime on this CPU can gain
+        lines += [""] + [f"{row['model']}: convolutions {row['conv_gmacs']:.1f} GMAC (multiply-adds) in "
+                         f"{row['conv_ms']:.0f} ms, {row['conv_gmacs'] / row['conv_ms'] * 1000:.1f} GMAC/s on 1 thread "
+                         f"(a 2048x2048 float32 matrix product in PyTorch, just after: "
+                         f"{row['matmul_gmacs_per_s']:.1f} GMAC/s)." for row in profiled]
     return "\n".join(lines)
 
 
