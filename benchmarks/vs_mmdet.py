@@ -10,10 +10,11 @@ with non-trivial norm statistics, saves its detections and times `inference_dete
 pre-processing and mask pasting included). Here the same seeded checkpoint goes through `segtrt import
 --from mmdet` and `segtrt export`; each photo is timed through segtrt's whole predict path (pre-processing,
 the portable graph in ONNX Runtime, pasting to the original size) and the detections are matched against
-mmdetection's (label, mask IoU >= 0.99). The same is done for the portable file's int8-cpu variant (`segtrt
+mmdetection's (label, mask IoU >= 0.99). The same is done for the trt flavour (its plugin nodes on their
+CPU twins, so its time says nothing of TensorRT's) and for the portable file's int8-cpu variant (`segtrt
 calibrate --precision int8-cpu`, on photo-like images of another seed), which ONNX Runtime runs on u8/s8
-kernels: how much faster, and how far from mmdetection's detections. The photos resize keep-ratio to 800x1200, 800x1203 and
-1200x800, which segtrt and mmdetection pad to 800x1216 and 1216x800.
+kernels: how much faster, and how far from mmdetection's detections. The photos resize keep-ratio to
+800x1200, 800x1203 and 1200x800, which segtrt and mmdetection pad to 800x1216 and 1216x800.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "tests" / "fixtures"
 SIZES = ("400x600", "300x451", "600x400")  # h x w: 800x1200, 800x1203 and 1200x800 after the (1333, 800) resize
 CONFIG = "configs/solov2/solov2_r50_fpn_1x_coco.py"  # in mmdetection's package, under .mim/
-VARIANTS = ("portable", "int8-cpu")
+VARIANTS = ("portable", "trt", "int8-cpu")
 # int8-cpu's calibration photos: photo-like like the timed ones, from another seed, never the timed ones
 CALIBRATION_PHOTOS, CALIBRATION_SEED = 8, 1
 MATCH_FIGURES = ("detections", "expected", "matched", "min_iou", "max_score_diff")
@@ -50,8 +51,8 @@ def main() -> int:
                         help="the seeded classifier's bias: how many (cell, class) pairs pass score_thr "
                              "(default -4.6: 2.0-2.2k on the photos, as real COCO photos gave; -4: about 5k)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
-                        help="segtrt files timed and matched (default both: the FP32 portable graph and its "
-                             "int8-cpu variant)")
+                        help="segtrt files timed and matched (default all: both exported flavours, the trt one "
+                             "with its plugin nodes on their CPU twins, and the portable one's int8-cpu variant)")
     parser.add_argument("--mmdet-threads", type=int, default=0, metavar="N",
                         help="also run mmdetection with N threads and match it against its 1-thread run: how "
                              "far its own detections move when only the order of float sums changes")
@@ -123,9 +124,9 @@ def _segtrt_file(folder: Path, variant: str) -> Path:
     path = folder / f"segtrt.{variant}.onnx"
     if path.is_file():
         return path
-    if variant == "portable":
+    if variant in ("portable", "trt"):
         imported = import_fixture(folder)
-        segtrt(["export", "--checkpoint", str(imported), "--flavour", "portable", "--out", str(path)])
+        segtrt(["export", "--checkpoint", str(imported), "--flavour", variant, "--out", str(path)])
     else:
         photos = _calibration_photos(folder)
         segtrt(["calibrate", "--onnx", str(_segtrt_file(folder, "portable")), "--data", str(photos),
