@@ -177,7 +177,7 @@ def _segtrt(path: Path, expected: dict, runs: int):
 
 
 def _table(rows: list[dict]) -> str:
-    lines = ["| photo | candidates above score_thr | mmdetection ms (CPU ms) | segtrt file | segtrt ms | speed-up "
+    lines = ["| photo | candidates above score_thr | mmdetection ms (CPU ms) | compared | its ms | speed-up "
              "| detections matched | min mask IoU | max score diff |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         h, w = row["shape"]
