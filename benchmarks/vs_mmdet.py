@@ -33,6 +33,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "tests" / "fixtures"
+sys.path.insert(0, str(FIXTURES))  # the mmdetection fixture's recipe, matching rule and photos
+from mmdet_match import match_mmdet  # noqa: E402
 SIZES = ("400x600", "300x451", "600x400")  # h x w: 800x1200, 800x1203 and 1200x800 after the (1333, 800) resize
 CONFIG = "configs/solov2/solov2_r50_fpn_1x_coco.py"  # in mmdetection's package, under .mim/
 VARIANTS = ("portable", "trt", "int8-cpu")
@@ -99,24 +101,25 @@ def _mmdetection_again(args, expected: dict):
     how far its own detections move when only the order of float sums changes."""
     from pycocotools import mask as mask_utils
 
-    sys.path.insert(0, str(FIXTURES))
-    from mmdet_match import match_mmdet
-
     again = _mmdetection(args, args.out / f"mmdet-{args.mmdet_threads}-threads", args.mmdet_threads)
     times, matches = {}, {}
     for name, image in again["images"].items():
         instances = {"labels": np.array(image["labels"]), "scores": np.array(image["scores"]),
                      "masks": np.stack([mask_utils.decode(rle).astype(bool) for rle in image["masks"]])}
-        figures = match_mmdet(instances, expected["images"][name])
-        matches[name] = {key: figures[key] for key in MATCH_FIGURES}
+        matches[name] = _matched(instances, expected["images"][name])
         times[name] = image["mmdet_ms"]
     return times, matches
+
+
+def _matched(instances: dict, expected_image: dict) -> dict:
+    """The MATCH_FIGURES of match_mmdet (the one rule: label, mask IoU >= 0.99) for one photo."""
+    figures = match_mmdet(instances, expected_image)
+    return {key: figures[key] for key in MATCH_FIGURES}
 
 
 def _segtrt_file(folder: Path, variant: str) -> Path:
     """folder/segtrt.<variant>.onnx, made on first use: `segtrt import` + `segtrt export` of the seeded
     checkpoint, and for int8-cpu `segtrt calibrate --precision int8-cpu` of the portable file."""
-    sys.path.insert(0, str(FIXTURES))
     from compare_with_mmdet import import_fixture
 
     from segtrt.cli import main as segtrt
@@ -153,9 +156,6 @@ def _segtrt(path: Path, expected: dict, runs: int):
     in ONNX Runtime, 1 thread."""
     import cv2
 
-    sys.path.insert(0, str(FIXTURES))
-    from mmdet_match import match_mmdet
-
     from segtrt.runtime.backends import open_backend
     from segtrt.runtime.inference import predict_images
 
@@ -165,8 +165,7 @@ def _segtrt(path: Path, expected: dict, runs: int):
     for name in expected["images"]:
         image = cv2.imread(str(folder / name))[..., ::-1].copy()
         (prediction,) = predict_images(backend, [(name, image)])  # warm-up, and the detections to match
-        figures = match_mmdet(prediction.instances, expected["images"][name])
-        matches[name] = {key: figures[key] for key in MATCH_FIGURES}
+        matches[name] = _matched(prediction.instances, expected["images"][name])
         times[name] = []
         for _ in range(runs):
             start = time.perf_counter()
